@@ -1,0 +1,83 @@
+"""Self-describing checkpoints (weights + architecture + alphabet) and atomic writes.
+
+A model checkpoint is a plain dict that ``torch.load(path, weights_only=True)`` reads:
+``{"format_version", "model_config", "alphabet", "state_dict", "metrics", "htr_version"}``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from htr import __version__
+from htr.alphabet import Alphabet
+from htr.model import CRNN, ModelConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or not one of ours."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_checkpoint(model: CRNN, alphabet: Alphabet, metrics: dict | None = None) -> dict:
+    """The dict saved as ``handwriting_recognizer_best.pth``."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "htr_version": __version__,
+        "model_config": model.config.to_dict(),
+        "alphabet": alphabet.chars,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": dict(metrics or {}),
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``); raise CheckpointError with a clear reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint not found: {path} (use the shipped handwriting_recognizer_best.pth, "
+            "or train one with `python -m htr.train` or the notebook)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or foreign files
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
+    if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "alphabet" not in checkpoint:
+        raise CheckpointError(f"{path} is not an htr model checkpoint (no model_config/alphabet)")
+    version = checkpoint.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version}; this htr reads format {FORMAT_VERSION}")
+    return checkpoint
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[CRNN, Alphabet]:
+    """Rebuild the model exactly as trained, in eval mode, with its alphabet."""
+    checkpoint = read_checkpoint(path)
+    try:
+        model = CRNN(ModelConfig(**checkpoint["model_config"]))
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError, KeyError) as error:
+        raise CheckpointError(f"{path}: weights do not match the stored architecture: {error}") from None
+    return model.to(device).eval(), Alphabet(checkpoint["alphabet"])

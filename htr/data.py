@@ -1,0 +1,268 @@
+"""Loading IAM-style line datasets into train/validation/test splits of (image, text).
+
+Sources (`load_splits`): a Hugging Face hub id (default ``Teklia/IAM-line``), a ``save_to_disk`` folder,
+parquet file(s) or a folder of them, IAM's official layout (``ascii/lines.txt`` + ``lines/**.png``), or a
+folder of images with ``labels.tsv`` (``file<TAB>text``). Every split comes back as a `datasets.Dataset`
+with an undecoded ``image`` column (bytes or path) and a ``text`` column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+
+from htr.alphabet import Alphabet
+from htr.preprocess import load_image, pad_batch, preprocess
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATASET = "Teklia/IAM-line"
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+                 "val": "validation", "dev": "validation", "test": "test"}  # fmt: skip
+
+
+class DatasetSourceError(Exception):
+    """A dataset could not be found or read; the message says what to do instead."""
+
+
+def normalize_text(text: str | None) -> str:
+    """Collapse runs of whitespace to single spaces and strip the ends."""
+    return " ".join((text or "").split())
+
+
+def _from_files(paths: list[str], texts: list[str], groups: list[str]) -> datasets.Dataset:
+    table = {"image": paths, "text": texts, "group": groups}
+    return datasets.Dataset.from_dict(table).cast_column("image", datasets.Image(decode=False))
+
+
+def _load_iam_folder(root: Path, keep_err: bool) -> datasets.DatasetDict:
+    """IAM's official layout; keeps ``ok`` lines (and ``err`` ones if ``keep_err``); ``|`` becomes a space."""
+    images = {p.stem: str(p) for p in (root / "lines").rglob("*.png")}
+    paths, texts, groups = [], [], []
+    for line in (root / "ascii" / "lines.txt").read_text(encoding="utf-8").splitlines():
+        fields = line.split(" ")
+        if line.startswith("#") or len(fields) < 9:
+            continue
+        line_id, status = fields[0], fields[1]
+        if (status == "ok" or (keep_err and status == "err")) and line_id in images:
+            paths.append(images[line_id])
+            texts.append(" ".join(fields[8:]).replace("|", " "))
+            groups.append(line_id.rsplit("-", 1)[0])  # the form: its lines stay in one split
+    return datasets.DatasetDict({"train": _from_files(paths, texts, groups)})
+
+
+def _load_tsv_folder(root: Path) -> datasets.DatasetDict:
+    """A folder with ``labels.tsv``: one ``file<TAB>text`` per line (paths relative to the folder)."""
+    paths, texts = [], []
+    for number, line in enumerate((root / "labels.tsv").read_text(encoding="utf-8").splitlines(), 1):
+        name, tab, text = line.partition("\t")
+        if not tab:
+            if line.strip():
+                log.warning("labels.tsv line %d has no tab; skipped", number)
+            continue
+        if number == 1 and (name, text) == ("file", "text"):
+            continue  # optional header
+        paths.append(str(root / name))
+        texts.append(text)
+    return datasets.DatasetDict({"train": _from_files(paths, texts, paths)})
+
+
+def _split_name(path: Path) -> str:
+    """'train-00000-of-00001.parquet' -> 'train'; unknown names count as train."""
+    stem = path.stem.lower()
+    for alias, split in SPLIT_ALIASES.items():
+        if stem == alias or stem.startswith((alias + "-", alias + "_", alias + ".")):
+            return split
+    return "train"
+
+
+def _load_parquet(files: list[Path]) -> datasets.DatasetDict:
+    data_files: dict[str, list[str]] = {}
+    for file in sorted(files):
+        data_files.setdefault(_split_name(file), []).append(str(file))
+    return datasets.load_dataset("parquet", data_files=data_files)
+
+
+def _load_hub(name: str) -> datasets.DatasetDict:
+    try:
+        return datasets.load_dataset(name)
+    except Exception as error:
+        raise DatasetSourceError(
+            f"could not load '{name}' from the Hugging Face hub ({type(error).__name__}: {error}). "
+            "Check the name and your connection; offline, pass a local copy instead: a folder written by "
+            "Dataset.save_to_disk, parquet file(s), IAM's folder layout, or a folder of images with labels.tsv."
+        ) from None
+
+
+def load_source(source: str, iam_keep_err: bool = False) -> datasets.DatasetDict:
+    """Open ``source`` (path or hub id) as a DatasetDict with its own split names."""
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".parquet":
+        return _load_parquet([path])
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+            loaded = datasets.load_from_disk(str(path))
+            return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+        if (path / "ascii" / "lines.txt").exists():
+            return _load_iam_folder(path, iam_keep_err)
+        if (path / "labels.tsv").exists():
+            return _load_tsv_folder(path)
+        parquet = list(path.rglob("*.parquet"))
+        if parquet:
+            return _load_parquet(parquet)
+        raise DatasetSourceError(
+            f"{path} holds no dataset: expected dataset_dict.json (save_to_disk), *.parquet, "
+            "ascii/lines.txt + lines/ (IAM), or labels.tsv"
+        )
+    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
+        raise DatasetSourceError(f"{source}: no such dataset file or folder")
+    return _load_hub(source)
+
+
+def _standardize(split: datasets.Dataset) -> datasets.Dataset:
+    """Keep ``image`` (undecoded), ``text`` and a grouping column (writer or form) when there is one."""
+    if "text" not in split.column_names:
+        for other in ("transcription", "label", "sentence"):
+            if other in split.column_names:
+                split = split.rename_column(other, "text")
+                break
+    if "image" not in split.column_names or "text" not in split.column_names:
+        raise DatasetSourceError(f"dataset needs 'image' and 'text' columns, has {split.column_names}")
+    if "group" not in split.column_names and "writer" in split.column_names:
+        split = split.rename_column("writer", "group")
+    keep = [c for c in ("image", "text", "group") if c in split.column_names]
+    split = split.select_columns(keep)
+    return split.cast_column("image", datasets.Image(decode=False))
+
+
+def _stable_hash(key: str, seed: int) -> int:
+    return int.from_bytes(hashlib.sha1(f"{seed}:{key}".encode()).digest()[:8], "big")
+
+
+def carve_validation(
+    train: datasets.Dataset, fraction: float, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Split ``train`` deterministically; rows sharing a ``group`` (writer/form) stay on one side."""
+    keys = train["group"] if "group" in train.column_names else [str(i) for i in range(len(train))]
+    ordered = sorted(set(keys), key=lambda k: _stable_hash(str(k), seed))
+    held_out = set(ordered[: max(1, round(fraction * len(ordered)))])
+    validation = [i for i, k in enumerate(keys) if k in held_out]
+    rest = [i for i, k in enumerate(keys) if k not in held_out]
+    return train.select(rest), train.select(validation)
+
+
+def load_splits(
+    source: str = DEFAULT_DATASET, val_fraction: float = 0.1, seed: int = 0, iam_keep_err: bool = False
+) -> datasets.DatasetDict:
+    """Train/validation(/test) splits of ``source``; validation is carved from train when missing."""
+    raw = load_source(source, iam_keep_err)
+    splits = {}
+    for name, split in raw.items():
+        if SPLIT_ALIASES.get(name, name) in splits:
+            raise DatasetSourceError(f"{source}: two splits map to '{SPLIT_ALIASES.get(name, name)}'")
+        splits[SPLIT_ALIASES.get(name, name)] = _standardize(split)
+    if "train" not in splits:
+        raise DatasetSourceError(f"{source} has no train split (splits: {sorted(raw)})")
+    if "validation" not in splits:
+        splits["train"], splits["validation"] = carve_validation(splits["train"], val_fraction, seed)
+    return datasets.DatasetDict(splits)
+
+
+def decode_row_image(image: dict):
+    """PIL image of an undecoded ``datasets.Image`` cell ({'bytes', 'path'})."""
+    return load_image(image["bytes"] if image.get("bytes") else image["path"])
+
+
+class LineDataset(torch.utils.data.Dataset):
+    """Preprocessed lines of one split, kept in memory as uint8, with their encoded labels.
+
+    Rows with empty text or images that cannot be decoded are skipped and counted in one log line; for
+    training (``for_training``) also rows with characters outside ``alphabet`` or labels too long for the
+    model's output length at that image width. Evaluation keeps those, so they count as errors.
+    """
+
+    def __init__(
+        self,
+        split: datasets.Dataset,
+        alphabet: Alphabet,
+        height: int,
+        frames_for_width: Callable[[int], int],
+        name: str = "split",
+        max_width: int | None = None,
+        limit: int | None = None,
+        for_training: bool = True,
+    ) -> None:
+        self.images: list[torch.Tensor] = []
+        self.targets: list[list[int]] = []
+        self.texts: list[str] = []
+        skipped: Counter[str] = Counter()
+        rows = split.select(range(min(limit, len(split)))) if limit else split
+        for row in tqdm(rows, desc=f"preparing {name}", leave=False, mininterval=2):
+            text = normalize_text(row["text"])
+            if not text:
+                skipped["empty text"] += 1
+                continue
+            if for_training and not alphabet.covers(text):
+                skipped["characters outside the alphabet"] += 1
+                continue
+            try:
+                image = preprocess(decode_row_image(row["image"]), height, max_width)
+            except Exception:
+                skipped["unreadable image"] += 1
+                continue
+            target = alphabet.encode("".join(c for c in text if alphabet.covers(c)))
+            repeats = sum(a == b for a, b in zip(target, target[1:]))
+            if for_training and len(target) + repeats > frames_for_width(image.shape[-1]):
+                skipped["label too long for the image width"] += 1
+                continue
+            self.images.append((image * 255).round().to(torch.uint8))
+            self.targets.append(target)
+            self.texts.append(text)
+        self.widths = [im.shape[-1] for im in self.images]
+        total = len(rows)
+        if skipped:
+            reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
+            log.warning("%s: skipped %d of %d rows (%s)", name, total - len(self.images), total, reasons)
+        if not self.images:
+            raise DatasetSourceError(f"{name}: no usable rows out of {total}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[int], str]:
+        return self.images[index].float() / 255, self.targets[index], self.texts[index]
+
+
+def collate_lines(items: list) -> dict:
+    """Batch of ``LineDataset`` items -> padded images, widths, concatenated targets and texts."""
+    images, targets, texts = zip(*items)
+    batch, widths = pad_batch(list(images))
+    return {
+        "images": batch,
+        "widths": widths,
+        "targets": torch.tensor([i for t in targets for i in t], dtype=torch.long),
+        "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
+        "texts": list(texts),
+    }
+
+
+def bucketed_batches(widths: list[int], batch_size: int, seed: int | None) -> list[list[int]]:
+    """Batches of similar width (little padding). With a seed: jittered widths and shuffled batch order,
+    reproducible from the seed alone; without one: sorted by width, for evaluation."""
+    order = torch.tensor(widths, dtype=torch.float32)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+        order = order * (1 + 0.2 * (torch.rand(len(widths), generator=generator) - 0.5))
+    indices = torch.argsort(order).tolist()
+    batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches

@@ -1,0 +1,90 @@
+"""Image preprocessing shared by training, evaluation, the notebook and predict.py.
+
+Any PIL image becomes a (1, H, W) float tensor of fixed height H, aspect ratio kept, in which ink is 1.0
+and paper 0.0: grayscale with transparency composited on white, light-on-dark inverted, cropped to the ink
+with a small margin, contrast stretched. Because paper is 0.0, padding a batch with zeros pads with paper.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+MIN_CONTRAST = 48.0  # grey levels; fainter images are not stretched more than this, so paper noise stays small
+
+
+def load_image(source: str | Path | bytes) -> Image.Image:
+    """Open an image from a path or encoded bytes and decode its first frame."""
+    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    image.seek(0)
+    image.load()
+    return image
+
+
+def to_grayscale(image: Image.Image) -> np.ndarray:
+    """(H, W) uint8 array: EXIF orientation applied, transparency on white, 16-bit scaled down."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return (np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257).round().astype(np.uint8)
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
+        return np.clip(values * scale, 0, 255).round().astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"))
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Float32 array with paper 0 and ink 1, whatever the polarity of ``gray``."""
+    values = gray.astype(np.float32)
+    dark, paper, bright = np.percentile(values, [2, 50, 98])
+    if bright - paper > paper - dark:  # the minority (ink) is brighter than the paper: light on dark
+        values, dark, paper = 255.0 - values, 255.0 - bright, 255.0 - paper
+    return np.clip((paper - values) / max(paper - dark, MIN_CONTRAST), 0.0, 1.0).astype(np.float32)
+
+
+def crop_to_ink(ink: np.ndarray, threshold: float = 0.5, margin: float = 0.08) -> np.ndarray:
+    """Crop to the bounding box of pixels above ``threshold``, plus ``margin`` × box height on each side."""
+    rows = np.flatnonzero((ink > threshold).any(axis=1))
+    cols = np.flatnonzero((ink > threshold).any(axis=0))
+    if rows.size == 0:
+        return ink
+    pad = int(margin * (rows[-1] - rows[0] + 1)) + 1
+    top, bottom = max(0, rows[0] - pad), min(ink.shape[0], rows[-1] + pad + 1)
+    left, right = max(0, cols[0] - pad), min(ink.shape[1], cols[-1] + pad + 1)
+    return ink[top:bottom, left:right]
+
+
+def scaled_width(width: int, height: int, target_height: int, max_width: int | None = None) -> int:
+    """Width after scaling an image of (width, height) to ``target_height``, capped at ``max_width``."""
+    new_width = max(1, round(width * target_height / max(1, height)))
+    return min(new_width, max_width) if max_width else new_width
+
+
+def preprocess(image: Image.Image, height: int, max_width: int | None = None) -> torch.Tensor:
+    """A PIL line image -> (1, height, W) float tensor, ink 1.0 on paper 0.0 (see module docstring)."""
+    ink = crop_to_ink(ink_map(to_grayscale(image)))
+    width = scaled_width(ink.shape[1], ink.shape[0], height, max_width)
+    resized = Image.fromarray(np.ascontiguousarray(ink)).resize((width, height), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)).unsqueeze(0)
+
+
+def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (1, H, W_i) tensors into (B, 1, H, max W_i), padded on the right with paper (0)."""
+    widths = torch.tensor([im.shape[-1] for im in images], dtype=torch.long)
+    batch = images[0].new_zeros(len(images), 1, images[0].shape[-2], int(widths.max()))
+    for i, im in enumerate(images):
+        batch[i, :, :, : im.shape[-1]] = im
+    return batch, widths
+
+
+def to_display(image: torch.Tensor) -> np.ndarray:
+    """(1, H, W) or (H, W) ink tensor -> uint8 array, dark ink on white, for plots."""
+    return ((1.0 - image.squeeze(0).float().clamp(0, 1)) * 255).round().byte().cpu().numpy()

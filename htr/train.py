@@ -1,0 +1,262 @@
+"""Train a CRNN on a line dataset; re-running with the same output folder resumes where it stopped.
+
+    python -m htr.train --dataset Teklia/IAM-line --output-dir runs/iam        # hub (needs internet)
+    python -m htr.train --dataset path/to/iam-dev --output-dir runs/iam-dev    # local parquet folder
+
+Writes ``OUTPUT_DIR/handwriting_recognizer_best.pth`` (the best model by validation CER) and
+``OUTPUT_DIR/last_state.pt`` (everything needed to resume), both atomically, and ``history.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.functional import ctc_loss
+from tqdm.auto import tqdm
+
+from htr.alphabet import Alphabet
+from htr.augment import AugmentConfig, augment_batch
+from htr.checkpoint import atomic_save, model_checkpoint
+from htr.data import DEFAULT_DATASET, LineDataset, bucketed_batches, collate_lines, load_splits, normalize_text
+from htr.evaluate import error_rates, transcribe_dataset
+from htr.model import CRNN, ModelConfig, count_parameters
+from htr.runtime import autocast, resolve_device, resolve_precision, seed_everything
+
+log = logging.getLogger(__name__)
+
+BEST_NAME = "handwriting_recognizer_best.pth"
+STATE_NAME = "last_state.pt"
+MAX_ASPECT = 32  # lines are squeezed horizontally to at most MAX_ASPECT × height pixels
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in ``last_state.pt``."""
+
+    dataset: str = DEFAULT_DATASET  # hub id, or a local save_to_disk/parquet/IAM/labels.tsv path
+    output_dir: str = "runs/htr"  # best checkpoint, last state and history; re-run to resume
+    epochs: int = 80
+    max_steps: int = 0  # stop (resumably) after this many optimizer steps in total; 0: no limit
+    batch_size: int = 16
+    lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up, then cosine decay
+    min_lr_ratio: float = 0.05  # final learning rate as a fraction of lr
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    clip_grad: float = 5.0  # max gradient norm
+    shortcut_weight: float = 0.1  # weight of the auxiliary CTC-shortcut loss
+    patience: int = 20  # stop after this many epochs without a better validation CER; 0: never
+    precision: str = "auto"  # auto|fp32|bf16|fp16 (see htr.runtime.resolve_precision)
+    device: str = "auto"  # auto|cpu|cuda
+    num_workers: int = 0  # DataLoader workers (lines are preprocessed once and kept in memory)
+    seed: int = 0
+    val_fraction: float = 0.1  # carved from train when the dataset has no validation split
+    iam_keep_err: bool = False  # IAM folder layout: also keep lines marked 'err'
+    use_augment: bool = True
+    max_train_lines: int = 0  # use only the first N training lines; 0: all
+    max_val_lines: int = 0  # use only the first N validation lines; 0: all
+    save_every: int = 200  # steps between last-state saves within an epoch
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(num_classes=0))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``total_steps``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def ctc_losses(model: CRNN, batch: dict, device: torch.device, dtype: torch.dtype | None) -> tuple:
+    """Mean CTC loss of the main head and of the shortcut head (or None)."""
+    with autocast(device, dtype):
+        log_probs, shortcut = model(batch["images"])
+    lengths = model.output_lengths(batch["widths"])
+    args = (batch["targets"], lengths, batch["target_lengths"])
+    main = ctc_loss(log_probs, *args, zero_infinity=True)
+    aux = ctc_loss(shortcut, *args, zero_infinity=True) if shortcut is not None else None
+    return main, aux
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train (or resume) as configured; returns ``{"best_cer", "history", "best_path", "state_path"}``."""
+    out = Path(cfg.output_dir)
+    best_path, state_path = out / BEST_NAME, out / STATE_NAME
+    device = resolve_device(cfg.device)
+    dtype = resolve_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+    state = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else None
+
+    splits = load_splits(cfg.dataset, cfg.val_fraction, cfg.seed, cfg.iam_keep_err)
+    if state:
+        alphabet, model_cfg = Alphabet(state["alphabet"]), ModelConfig(**state["model_config"])
+    else:
+        alphabet = Alphabet.from_texts(normalize_text(t) for t in splits["train"]["text"])
+        model_cfg = dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)
+    model = CRNN(model_cfg).to(device)
+
+    def frames(width: int) -> int:
+        return int(model.output_lengths(torch.tensor(width)))
+
+    height, max_width = model_cfg.height, MAX_ASPECT * model_cfg.height
+    train_set = LineDataset(splits["train"], alphabet, height, frames, "train", max_width, cfg.max_train_lines)
+    val_set = LineDataset(splits["validation"], alphabet, height, frames, "validation", max_width,
+                          cfg.max_val_lines, for_training=False)  # fmt: skip
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    if device.type == "cuda" or dtype is not None:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    epoch, batch_in_epoch, step, best_cer, bad_epochs, history = 0, 0, 0, math.inf, 0, []
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
+        best_cer, bad_epochs, history = state["best_cer"], state["bad_epochs"], state["history"]
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        log.info("resuming from %s: epoch %d, step %d, best CER %.4f", state_path, epoch + 1, step, best_cer)
+    log.info("model: %.2fM parameters, %d classes; %d train / %d validation lines; device %s, precision %s",
+             count_parameters(model) / 1e6, alphabet.num_classes, len(train_set), len(val_set), device,
+             dtype or "fp32")  # fmt: skip
+
+    def save_state() -> None:
+        atomic_save({
+            "config": json.loads(json.dumps(dataclasses.asdict(cfg))), "alphabet": alphabet.chars,
+            "model_config": model_cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch, "step": step, "best_cer": best_cer, "bad_epochs": bad_epochs,
+            "history": history, "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+        }, state_path)  # fmt: skip
+
+    try:
+        while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
+            model.train()
+            batches = bucketed_batches(train_set.widths, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)
+            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches[batch_in_epoch:],
+                                                 collate_fn=collate_lines, num_workers=cfg.num_workers)  # fmt: skip
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
+                       initial=batch_in_epoch, total=len(batches))  # fmt: skip
+            running = None
+            for batch in bar:
+                images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
+                if cfg.use_augment:
+                    images, widths = augment_batch(images, widths, cfg.augment)
+                if device.type == "cuda" or dtype is not None:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                batch.update(images=images, widths=widths)
+                main, aux = ctc_losses(model, batch, device, dtype)
+                loss = main + cfg.shortcut_weight * aux if aux is not None else main
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step, batch_in_epoch = step + 1, batch_in_epoch + 1
+                running = main.item() if running is None else 0.95 * running + 0.05 * main.item()
+                bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                if cfg.max_steps and step >= cfg.max_steps:
+                    break
+                if cfg.save_every and step % cfg.save_every == 0:
+                    save_state()
+            bar.close()
+            if batch_in_epoch < len(batches):  # stopped by max_steps inside the epoch
+                save_state()
+                log.info("stopped at step %d (max_steps); re-run to resume", step)
+                break
+            hypotheses = transcribe_dataset(model, val_set, alphabet, 2 * cfg.batch_size, device, dtype)
+            rates = error_rates(val_set.texts, hypotheses)
+            history.append({"epoch": epoch + 1, "step": step, "train_loss": running,
+                            "val_cer": rates["cer"], "val_wer": rates["wer"]})  # fmt: skip
+            improved = rates["cer"] < best_cer
+            if improved:
+                best_cer, bad_epochs = rates["cer"], 0
+                metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": epoch + 1, "step": step}
+                atomic_save(model_checkpoint(model, alphabet, metrics), best_path)
+            else:
+                bad_epochs += 1
+            log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", epoch + 1, step, running,
+                     100 * rates["cer"], 100 * rates["wer"], "  (best, saved)" if improved else "")  # fmt: skip
+            epoch, batch_in_epoch = epoch + 1, 0
+            save_state()
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+            if cfg.patience and bad_epochs >= cfg.patience:
+                log.info("no improvement for %d epochs: early stop", bad_epochs)
+                break
+    except KeyboardInterrupt:
+        save_state()
+        log.info("interrupted at step %d; state saved to %s, re-run to resume", step, state_path)
+        raise
+    return {"best_cer": best_cer, "history": history, "best_path": best_path, "state_path": state_path}
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, config: object, prefix: str = "") -> None:
+    """One ``--option`` per dataclass field, default from ``config``; nested dataclasses get a prefix."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            add_dataclass_arguments(parser, value, prefix=f"{prefix}{f.name}-")
+            continue
+        if f.name == "num_classes":
+            continue
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        dest = (prefix + f.name).replace("-", "_")
+        if isinstance(value, bool):
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=value)
+        elif isinstance(value, list):
+            parser.add_argument(flag, dest=dest, type=json.loads, default=value, help=f"JSON, default {value}")
+        else:
+            parser.add_argument(flag, dest=dest, type=type(value), default=value, help=f"default: {value}")
+
+
+def config_from_arguments(args: argparse.Namespace, config: object, prefix: str = "") -> object:
+    """Inverse of `add_dataclass_arguments`."""
+    values = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            values[f.name] = config_from_arguments(args, value, prefix=f"{prefix}{f.name}_")
+        elif f.name != "num_classes":
+            values[f.name] = getattr(args, prefix + f.name)
+    return dataclasses.replace(config, **values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m htr.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_dataclass_arguments(parser, TrainConfig())
+    cfg = config_from_arguments(parser.parse_args(argv), TrainConfig())
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from htr.data import DatasetSourceError
+
+    try:
+        result = train(cfg)
+    except (DatasetSourceError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    print(f"best validation CER {100 * result['best_cer']:.2f}%: {result['best_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
