@@ -195,7 +195,6 @@ class LineDataset(torch.utils.data.Dataset):
         height: int,
         frames_for_width: Callable[[int], int],
         name: str = "split",
-        max_width: int | None = None,
         limit: int | None = None,
         for_training: bool = True,
     ) -> None:
@@ -213,7 +212,7 @@ class LineDataset(torch.utils.data.Dataset):
                 skipped["characters outside the alphabet"] += 1
                 continue
             try:
-                image = preprocess(decode_row_image(row["image"]), height, max_width)
+                image = preprocess(decode_row_image(row["image"]), height)
             except Exception:
                 skipped["unreadable image"] += 1
                 continue

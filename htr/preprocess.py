@@ -15,6 +15,8 @@ import torch
 from PIL import Image, ImageOps
 
 MIN_CONTRAST = 48.0  # grey levels; fainter images are not stretched more than this, so paper noise stays small
+MIN_WIDTH = 16  # narrower results are stretched to this, so every line yields a few CTC frames
+MAX_ASPECT = 32  # lines wider than MAX_ASPECT × height are squeezed horizontally to that width
 
 
 def load_image(source: str | Path | bytes) -> Image.Image:
@@ -64,14 +66,14 @@ def crop_to_ink(ink: np.ndarray, threshold: float = 0.5, margin: float = 0.08) -
 
 def scaled_width(width: int, height: int, target_height: int, max_width: int | None = None) -> int:
     """Width after scaling an image of (width, height) to ``target_height``, capped at ``max_width``."""
-    new_width = max(1, round(width * target_height / max(1, height)))
+    new_width = max(MIN_WIDTH, round(width * target_height / max(1, height)))
     return min(new_width, max_width) if max_width else new_width
 
 
-def preprocess(image: Image.Image, height: int, max_width: int | None = None) -> torch.Tensor:
+def preprocess(image: Image.Image, height: int) -> torch.Tensor:
     """A PIL line image -> (1, height, W) float tensor, ink 1.0 on paper 0.0 (see module docstring)."""
     ink = crop_to_ink(ink_map(to_grayscale(image)))
-    width = scaled_width(ink.shape[1], ink.shape[0], height, max_width)
+    width = scaled_width(ink.shape[1], ink.shape[0], height, MAX_ASPECT * height)
     resized = Image.fromarray(np.ascontiguousarray(ink)).resize((width, height), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)).unsqueeze(0)
 

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 BEST_NAME = "handwriting_recognizer_best.pth"
 STATE_NAME = "last_state.pt"
-MAX_ASPECT = 32  # lines are squeezed horizontally to at most MAX_ASPECT × height pixels
 
 
 @dataclass
@@ -106,10 +105,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     def frames(width: int) -> int:
         return int(model.output_lengths(torch.tensor(width)))
 
-    height, max_width = model_cfg.height, MAX_ASPECT * model_cfg.height
-    train_set = LineDataset(splits["train"], alphabet, height, frames, "train", max_width, cfg.max_train_lines)
-    val_set = LineDataset(splits["validation"], alphabet, height, frames, "validation", max_width,
-                          cfg.max_val_lines, for_training=False)  # fmt: skip
+    height = model_cfg.height
+    train_set = LineDataset(splits["train"], alphabet, height, frames, "train", cfg.max_train_lines)
+    val_set = LineDataset(splits["validation"], alphabet, height, frames, "validation", cfg.max_val_lines,
+                          for_training=False)  # fmt: skip
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if device.type == "cuda" or dtype is not None:

@@ -1,0 +1,98 @@
+"""Read handwritten text lines from images with a trained checkpoint.
+
+    python predict.py examples/*.png
+    python predict.py --format json scans/ "photos/**/*.jpg"
+
+PATH is an image file, a folder (its images, sorted by name) or a glob pattern. Results are printed in
+input order on stdout; an input that cannot be read gets one line on stderr and the others still run.
+Exit status: 0 when every image was read, 1 when some failed, 2 for usage errors or an unusable checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "handwriting_recognizer_best.pth"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob pattern")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint (.pth)")
+    parser.add_argument("--format", choices=["text", "json", "tsv"], default="text",
+                        help="text: one line per image; json: JSON Lines with path and text; tsv: path<TAB>text")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def expand(path: str) -> tuple[list[str], str | None]:
+    """Image files named by ``path`` (file, folder or glob), or an error reason."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        return files, None if files else "folder holds no images"
+    if p.exists():
+        return [path], None
+    if glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if Path(f).is_file())
+        return files, None if files else "pattern matches no files"
+    return [], "no such file or folder"
+
+
+def emit(fmt: str, path: str, text: str) -> None:
+    if fmt == "json":
+        print(json.dumps({"path": path, "text": text}, ensure_ascii=False))
+    elif fmt == "tsv":
+        print(f"{path}\t{text}")
+    else:
+        print(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from htr.checkpoint import CheckpointError  # heavy imports after parsing, so --help is instant
+    from htr.inference import Recognizer
+    from htr.preprocess import load_image
+
+    try:
+        recognizer = Recognizer(args.checkpoint, args.device)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failed = False
+    files: list[str] = []
+    for path in args.paths:
+        found, reason = expand(path)
+        if reason:
+            print(f"{path}: {reason}", file=sys.stderr)
+            failed = True
+        files.extend(found)
+    read_ok: list[str] = []
+    lines = []
+    for file in files:
+        try:
+            lines.append(recognizer.prepare(load_image(file)))
+            read_ok.append(file)
+        except Exception as error:  # any decoding problem: name the file, go on with the others
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"{file}: cannot read image: {reason}", file=sys.stderr)
+            failed = True
+    for file, text in zip(read_ok, recognizer.read_prepared(lines, args.batch_size)):
+        emit(args.format, file, text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Shared fixtures: small generated line images and datasets (no real handwriting needed)."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+WORDS = "the a of and to in is it on was he for as with his at by be this had not are but from".split()
+TINY_MODEL = ["--model-stem-channels", "8", "--model-cnn", '["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]]',
+              "--model-rnn-hidden", "32", "--model-rnn-layers", "1"]  # fmt: skip
+
+
+def render_line(text: str, size: int = 24, ink: int = 20, paper: int = 250) -> Image.Image:
+    """A grayscale image of ``text`` in Pillow's built-in font, with a small margin."""
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = font.getbbox(text)
+    image = Image.new("L", (right - left + 16, bottom - top + 12), paper)
+    ImageDraw.Draw(image).text((8 - left, 6 - top), text, font=font, fill=ink)
+    return image
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def random_texts(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3))) for _ in range(n)]
+
+
+def write_parquet_dataset(folder: Path, n_train: int = 48, n_val: int = 12, n_test: int = 8) -> Path:
+    """train/validation/test parquet files in the Hugging Face layout (image struct + text)."""
+    import datasets
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("validation", n_val, 1), ("test", n_test, 2)):
+        texts = random_texts(n, seed)
+        table = {"image": [{"bytes": png_bytes(render_line(t)), "path": None} for t in texts], "text": texts}
+        features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+        datasets.Dataset.from_dict(table, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def parquet_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_parquet_dataset(tmp_path_factory.mktemp("parquet"))

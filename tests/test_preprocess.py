@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from htr.preprocess import MAX_ASPECT, pad_batch, preprocess, to_grayscale
+from tests.conftest import render_line
+
+HEIGHT = 64
+
+
+def test_fixed_height_and_aspect_ratio_kept():
+    image = render_line("aspect ratio")
+    out = preprocess(image, HEIGHT)
+    assert out.shape[:2] == (1, HEIGHT)
+    # Cropping to the ink removes at most the margins, so the aspect ratio stays close to the original's.
+    assert out.shape[2] / HEIGHT == pytest.approx(image.width / image.height, rel=0.35)
+    wider = preprocess(image.resize((image.width * 2, image.height)), HEIGHT)
+    assert wider.shape[2] == pytest.approx(2 * out.shape[2], rel=0.05)  # no squashing to a fixed width
+
+
+def test_ink_is_one_and_paper_zero():
+    out = preprocess(render_line("ink"), HEIGHT)
+    assert out.min() == 0.0 and out.max() == 1.0
+    assert out.mean() < 0.5  # mostly paper
+
+
+def test_light_on_dark_is_inverted():
+    image = render_line("inverted text")
+    assert torch.allclose(preprocess(ImageOps.invert(image), HEIGHT), preprocess(image, HEIGHT), atol=1e-5)
+
+
+def test_transparent_background_is_composited_on_white():
+    image = render_line("alpha")
+    rgba = Image.new("RGBA", image.size, (0, 0, 0, 0))  # fully transparent *black* paper
+    rgba.putalpha(ImageOps.invert(image))  # ink opaque black
+    assert torch.allclose(preprocess(rgba, HEIGHT), preprocess(image, HEIGHT), atol=0.02)
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_clipped():
+    image = render_line("sixteen")
+    wide = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    assert np.array_equal(to_grayscale(wide), np.asarray(image))
+
+
+def test_very_wide_lines_are_capped():
+    out = preprocess(Image.new("L", (20000, 40), 255), HEIGHT)
+    assert out.shape[-1] == MAX_ASPECT * HEIGHT
+
+
+def test_pad_batch_pads_right_with_paper():
+    a, b = preprocess(render_line("short"), HEIGHT), preprocess(render_line("a longer line"), HEIGHT)
+    batch, widths = pad_batch([a, b])
+    assert batch.shape == (2, 1, HEIGHT, max(a.shape[-1], b.shape[-1]))
+    assert widths.tolist() == [a.shape[-1], b.shape[-1]]
+    assert torch.equal(batch[0, :, :, : a.shape[-1]], a)
+    assert batch[0, :, :, a.shape[-1] :].abs().sum() == 0
