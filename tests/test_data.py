@@ -1,0 +1,110 @@
+import datasets
+import pytest
+
+from htr.alphabet import Alphabet
+from htr.data import DatasetSourceError, LineDataset, bucketed_batches, carve_validation, load_splits
+from tests.conftest import png_bytes, random_texts, render_line
+
+
+def assert_lines(split: datasets.Dataset, texts: list[str]) -> None:
+    assert list(split["text"]) == texts
+    assert split.features["image"] == datasets.Image(decode=False)
+
+
+def test_parquet_folder_and_file(parquet_dataset):
+    splits = load_splits(str(parquet_dataset))
+    assert sorted(splits) == ["test", "train", "validation"]
+    assert_lines(splits["validation"], random_texts(12, 1))
+    single = load_splits(str(parquet_dataset / "train.parquet"), val_fraction=0.25)
+    assert sorted(single) == ["train", "validation"]
+    assert len(single["train"]) + len(single["validation"]) == 48
+
+
+def test_save_to_disk_folder(parquet_dataset, tmp_path):
+    original = load_splits(str(parquet_dataset))
+    datasets.load_dataset("parquet", data_files={"train": str(parquet_dataset / "train.parquet")}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    splits = load_splits(str(tmp_path / "saved"), val_fraction=0.25)
+    assert len(splits["train"]) + len(splits["validation"]) == len(original["train"])
+
+
+def test_iam_official_layout(tmp_path):
+    texts = ["A|MOVE|to", "stop|Mr.|Gaitskell", "from|nominating", "any|more"]
+    statuses = ["ok", "err", "ok", "ok"]
+    ids = ["a01-000u-00", "a01-000u-01", "a01-000u-02", "a01-001u-00"]
+    (tmp_path / "ascii").mkdir()
+    header = "# iam database line information\n#\n"
+    rows = [f"{i} {s} 154 19 408 746 1661 89 {t}" for i, s, t in zip(ids, statuses, texts)]
+    (tmp_path / "ascii" / "lines.txt").write_text(header + "\n".join(rows) + "\n")
+    for line_id in ids:
+        form = line_id.rsplit("-", 1)[0]
+        folder = tmp_path / "lines" / form.split("-")[0] / form
+        folder.mkdir(parents=True, exist_ok=True)
+        render_line(line_id).save(folder / f"{line_id}.png")
+    ok_only = load_splits(str(tmp_path), val_fraction=0.5)
+    all_texts = list(ok_only["train"]["text"]) + list(ok_only["validation"]["text"])
+    assert sorted(all_texts) == sorted(["A MOVE to", "from nominating", "any more"])
+    # lines of one form stay together
+    assert {"A MOVE to", "from nominating"} <= set(list(ok_only["train"]["text"])) or {
+        "A MOVE to", "from nominating"} <= set(list(ok_only["validation"]["text"]))  # fmt: skip
+    with_err = load_splits(str(tmp_path), iam_keep_err=True)
+    assert len(with_err["train"]) + len(with_err["validation"]) == 4
+
+
+def test_labels_tsv_folder(tmp_path):
+    texts = random_texts(6)
+    for i, text in enumerate(texts):
+        render_line(text).save(tmp_path / f"{i}.png")
+    rows = ["file\ttext"] + [f"{i}.png\t{t}" for i, t in enumerate(texts)]
+    (tmp_path / "labels.tsv").write_text("\n".join(rows) + "\n")
+    splits = load_splits(str(tmp_path), val_fraction=0.34)
+    assert sorted(list(splits["train"]["text"]) + list(splits["validation"]["text"])) == sorted(texts)
+    assert len(splits["validation"]) == 2
+
+
+def test_carved_validation_is_deterministic(parquet_dataset):
+    train = load_splits(str(parquet_dataset))["train"]
+    a = carve_validation(train, 0.25, seed=0)
+    b = carve_validation(train, 0.25, seed=0)
+    assert list(a[1]["text"]) == list(b[1]["text"]) and len(a[1]) == 12
+    assert list(carve_validation(train, 0.25, seed=1)[1]["text"]) != list(a[1]["text"])
+
+
+def test_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetSourceError, match="local copy"):
+        load_splits("no-such-user/no-such-dataset-htr")
+
+
+def test_missing_local_path_is_reported(tmp_path):
+    with pytest.raises(DatasetSourceError, match="no such dataset"):
+        load_splits(str(tmp_path / "nothing" / "here"))
+    with pytest.raises(DatasetSourceError, match="holds no dataset"):
+        load_splits(str(tmp_path))
+
+
+def test_bad_rows_are_skipped_and_counted(caplog):
+    texts = ["good line", "", "has X unknown", "this label is far too long for its tiny image", "broken"]
+    images = [render_line(t or "x") for t in texts]
+    images[3] = images[3].resize((12, 20))
+    cells = [{"bytes": png_bytes(im), "path": None} for im in images]
+    cells[4] = {"bytes": b"not an image", "path": None}
+    split = datasets.Dataset.from_dict({"image": cells, "text": texts}).cast_column(
+        "image", datasets.Image(decode=False)
+    )
+    alphabet = Alphabet.from_texts(["good line this label is far too long for its tiny image broken"])
+    dataset = LineDataset(split, alphabet, 64, lambda w: w // 4, "train")
+    assert dataset.texts == ["good line"]
+    assert "skipped 4 of 5 rows" in caplog.text and "1 characters outside the alphabet" in caplog.text
+    assert "1 unreadable image" in caplog.text and "1 label too long" in caplog.text
+    evaluation = LineDataset(split, alphabet, 64, lambda w: w // 4, "validation", for_training=False)
+    assert len(evaluation) == 3  # evaluation keeps lines the model cannot fully read: they count as errors
+
+
+def test_bucketed_batches_cover_every_line_once():
+    widths = [50, 400, 60, 410, 55, 390, 70, 380]
+    batches = bucketed_batches(widths, 4, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    assert batches == bucketed_batches(widths, 4, seed=3)
+    assert bucketed_batches(widths, 4, seed=None) == [[0, 4, 2, 6], [7, 5, 1, 3]]

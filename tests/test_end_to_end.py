@@ -1,0 +1,56 @@
+"""Train a tiny model on generated lines, interrupt, resume, evaluate and predict, as a user would."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from htr.checkpoint import load_model
+from htr.model import ModelConfig
+from htr.train import TrainConfig, train
+from tests.conftest import TINY_MODEL, render_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_train_interrupt_resume_evaluate_predict(parquet_dataset, tmp_path):
+    out = tmp_path / "run"
+    tiny = ModelConfig(num_classes=0, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]],
+                       rnn_hidden=32, rnn_layers=1)  # fmt: skip
+    config = TrainConfig(dataset=str(parquet_dataset), output_dir=str(out), epochs=2, batch_size=8, max_steps=4,
+                         warmup_steps=2, model=tiny)  # fmt: skip
+    first = train(config, progress=False)  # 48 lines / 8 = 6 steps per epoch: stops inside epoch 1
+    state = torch.load(out / "last_state.pt", weights_only=True)
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 0, 4)
+    assert first["history"] == [] and not (out / "handwriting_recognizer_best.pth").exists()
+
+    resumed = run("-m", "htr.train", "--dataset", str(parquet_dataset), "--output-dir", str(out), "--epochs", "2",
+                  "--batch-size", "8", "--warmup-steps", "2", *TINY_MODEL)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and "step 4" in resumed.stderr
+    state = torch.load(out / "last_state.pt", weights_only=True)
+    assert (state["step"], state["epoch"]) == (12, 2)  # continued from step 4, not restarted
+    assert [h["step"] for h in state["history"]] == [6, 12]
+    best = out / "handwriting_recognizer_best.pth"
+    model, alphabet = load_model(best)
+    assert model.config.rnn_hidden == 32 and set(alphabet.chars) >= set("the and")
+
+    results = tmp_path / "lines.tsv"
+    evaluated = run("-m", "htr.evaluate", "--checkpoint", str(best), "--dataset", str(parquet_dataset),
+                    "--split", "test", "--output", str(results))  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "test: 8 lines" in evaluated.stdout and "CER" in evaluated.stdout and "WER" in evaluated.stdout
+    assert len(results.read_text().splitlines()) == 1 + 8
+
+    image = tmp_path / "line.png"
+    render_line("the cat").save(image)
+    predicted = run("predict.py", "--checkpoint", str(best), "--format", "json", str(image), str(image))
+    assert predicted.returncode == 0, predicted.stderr
+    rows = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert [r["path"] for r in rows] == [str(image), str(image)] and all(isinstance(r["text"], str) for r in rows)

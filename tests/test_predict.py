@@ -1,0 +1,72 @@
+"""predict.py as a user runs it: formats, input order, bad inputs and bad checkpoints."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from htr.alphabet import Alphabet
+from htr.checkpoint import atomic_save, model_checkpoint
+from htr.model import CRNN, ModelConfig
+from tests.conftest import render_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def predict(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "predict.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    alphabet = Alphabet("abcdefghijklmnopqrstuvwxyz ")
+    config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 16]],
+                         rnn_hidden=16, rnn_layers=1)  # fmt: skip
+    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
+    atomic_save(model_checkpoint(CRNN(config), alphabet), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for name, text in [("b.png", "second"), ("a.png", "first"), ("c.jpg", "third")]:
+        render_line(text).convert("RGB").save(folder / name)
+    (folder / "notes.txt").write_text("not an image, and not listed from a folder")
+    return folder
+
+
+def test_json_lines_in_input_order_with_folders_and_globs(checkpoint, images):
+    result = predict("--checkpoint", checkpoint, "--format", "json", str(images / "c.jpg"), str(images),
+                     str(images / "*.png"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    paths = [json.loads(line)["path"] for line in result.stdout.splitlines()]
+    names = [Path(p).name for p in paths]
+    assert names == ["c.jpg", "a.png", "b.png", "c.jpg", "a.png", "b.png"]
+
+
+def test_broken_and_missing_inputs_fail_alone(checkpoint, images, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = predict("--checkpoint", checkpoint, "--format", "tsv", str(images / "a.png"), str(broken),
+                     str(tmp_path / "missing.png"), str(images / "b.png"))  # fmt: skip
+    assert result.returncode == 1
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [str(images / "a.png"),
+                                                                             str(images / "b.png")]  # fmt: skip
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"{tmp_path / 'missing.png'}: ") and errors[1].startswith(f"{broken}: ")
+
+
+def test_text_format_prints_one_line_per_image(checkpoint, images):
+    result = predict("--checkpoint", checkpoint, str(images / "a.png"), str(images / "b.png"))
+    assert result.returncode == 0 and len(result.stdout.split("\n")) == 3  # two lines + final newline
+
+
+def test_unusable_checkpoint_exits_2_with_advice(tmp_path, images):
+    result = predict("--checkpoint", str(tmp_path / "none.pth"), str(images / "a.png"))
+    assert result.returncode == 2 and "python -m htr.train" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
