@@ -27,8 +27,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob pattern")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint (.pth)")
-    parser.add_argument("--format", choices=["text", "json", "tsv"], default="text",
-                        help="text: one line per image; json: JSON Lines with path and text; tsv: path<TAB>text")
+    parser.add_argument(
+        "--format",
+        choices=["text", "json", "tsv"],
+        default="text",
+        help="text: one line per image; json: JSON Lines with path and text; tsv: path<TAB>text",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parser.parse_args(argv)

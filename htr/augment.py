@@ -114,9 +114,7 @@ def _photometric(images: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def augment_batch(
-    images: torch.Tensor, widths: torch.Tensor, cfg: AugmentConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_batch(images: torch.Tensor, widths: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Randomly augment a padded batch; returns the new batch and widths (the width may change)."""
     images, widths = _geometry(images.float(), widths, cfg)
     images = _photometric(_blur(_stroke_width(images, cfg), cfg), cfg)

@@ -146,9 +146,7 @@ def _stable_hash(key: str, seed: int) -> int:
     return int.from_bytes(hashlib.sha1(f"{seed}:{key}".encode()).digest()[:8], "big")
 
 
-def carve_validation(
-    train: datasets.Dataset, fraction: float, seed: int
-) -> tuple[datasets.Dataset, datasets.Dataset]:
+def carve_validation(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Split ``train`` deterministically; rows sharing a ``group`` (writer/form) stay on one side."""
     keys = train["group"] if "group" in train.column_names else [str(i) for i in range(len(train))]
     ordered = sorted(set(keys), key=lambda k: _stable_hash(str(k), seed))

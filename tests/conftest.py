@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-WORDS = "the a of and to in is it on was he for as with his at by be this had not are but from".split()
-TINY_MODEL = ["--model-stem-channels", "8", "--model-cnn", '["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]]',
-              "--model-rnn-hidden", "32", "--model-rnn-layers", "1"]  # fmt: skip
+WORDS = "the a of and to in is it on was he for as with his at by be this had not are but from".split()  # noqa: SIM905
+TINY_MODEL = [  # command-line flags of a model small enough to train in seconds
+    "--model-stem-channels", "8",
+    "--model-cnn", '["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]]',
+    "--model-rnn-hidden", "32",
+    "--model-rnn-layers", "1",
+]  # fmt: skip
 
 
 def render_line(text: str, size: int = 24, ink: int = 20, paper: int = 250) -> Image.Image:
