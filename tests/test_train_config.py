@@ -1,0 +1,29 @@
+import argparse
+
+import pytest
+
+from htr.train import TrainConfig, add_dataclass_arguments, config_from_arguments, lr_factor
+
+
+def parse(*argv: str) -> TrainConfig:
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, TrainConfig())
+    return config_from_arguments(parser.parse_args(argv), TrainConfig())
+
+
+def test_command_line_maps_onto_nested_config():
+    assert parse() == TrainConfig()
+    cfg = parse("--epochs", "3", "--model-rnn-layers", "1", "--model-cnn", '["M", [1, 8]]', "--no-use-augment",
+                "--augment-shear", "0.1", "--no-model-shortcut")  # fmt: skip
+    assert cfg.epochs == 3 and cfg.use_augment is False
+    assert cfg.model.rnn_layers == 1 and cfg.model.cnn == ["M", [1, 8]] and cfg.model.shortcut is False
+    assert cfg.augment.shear == 0.1 and cfg.augment.rotate == TrainConfig().augment.rotate
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg, 100) == pytest.approx(0.1)
+    assert lr_factor(9, cfg, 100) == pytest.approx(1.0)
+    assert lr_factor(55, cfg, 100) == pytest.approx(0.55)  # half way through the cosine
+    assert lr_factor(100, cfg, 100) == pytest.approx(0.1)
+    assert lr_factor(500, cfg, 100) == pytest.approx(0.1)
