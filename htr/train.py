@@ -85,6 +85,28 @@ def ctc_losses(model: CRNN, batch: dict, device: torch.device, dtype: torch.dtyp
     return main, aux
 
 
+def train_step(
+    model: CRNN, batch: dict, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device, dtype: torch.dtype | None,
+) -> float:  # fmt: skip
+    """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss."""
+    images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
+    if cfg.use_augment:
+        images, widths = augment_batch(images, widths, cfg.augment)
+    if device.type == "cuda" or dtype is not None:
+        images = images.contiguous(memory_format=torch.channels_last)
+    main, aux = ctc_losses(model, {**batch, "images": images, "widths": widths}, device, dtype)
+    loss = main + cfg.shortcut_weight * aux if aux is not None else main
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return main.item()
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) as configured; returns ``{"best_cer", "history", "best_path", "state_path"}``."""
     out = Path(cfg.output_dir)
@@ -151,25 +173,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                                                  collate_fn=collate_lines, num_workers=cfg.num_workers)  # fmt: skip
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
                        initial=batch_in_epoch, total=len(batches))  # fmt: skip
-            running = None
+            running = None  # smoothed training loss; stays None for an epoch resumed after its last batch
             for batch in bar:
-                images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
-                if cfg.use_augment:
-                    images, widths = augment_batch(images, widths, cfg.augment)
-                if device.type == "cuda" or dtype is not None:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                batch.update(images=images, widths=widths)
-                main, aux = ctc_losses(model, batch, device, dtype)
-                loss = main + cfg.shortcut_weight * aux if aux is not None else main
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype)
                 step, batch_in_epoch = step + 1, batch_in_epoch + 1
-                running = main.item() if running is None else 0.95 * running + 0.05 * main.item()
+                running = loss if running is None else 0.95 * running + 0.05 * loss
                 bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
@@ -191,7 +199,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 atomic_save(model_checkpoint(model, alphabet, metrics), best_path)
             else:
                 bad_epochs += 1
-            log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", epoch + 1, step, running,
+            log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", epoch + 1, step,
+                     math.nan if running is None else running,
                      100 * rates["cer"], 100 * rates["wer"], "  (best, saved)" if improved else "")  # fmt: skip
             epoch, batch_in_epoch = epoch + 1, 0
             save_state()
