@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -42,6 +44,9 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.rand(1, 1, 64, 80)
     assert torch.equal(loaded(x)[0], model(x)[0])
     assert not list(tmp_path.glob("*.tmp"))  # the temporary file was renamed away
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # usual permissions, not mkstemp's 0600
 
 
 def test_bad_checkpoints_raise_clear_errors(tmp_path):
