@@ -17,15 +17,16 @@ from torch.nn.functional import ctc_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.model import CRNN, ModelConfig, count_parameters
-from htr.runtime import autocast, resolve_device, resolve_precision
+from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision
 
 
 def measure(height: int, width: int, batch_size: int, steps: int, precision: str, device: torch.device) -> float:
     torch.manual_seed(0)
-    model = CRNN(ModelConfig(num_classes=80, height=height)).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters())
     dtype = resolve_precision(precision, device)
-    images = torch.rand(batch_size, 1, height, width, device=device).contiguous(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if prefers_channels_last(device, dtype) else torch.contiguous_format
+    model = CRNN(ModelConfig(num_classes=80, height=height)).to(device).to(memory_format=memory_format)
+    optimizer = torch.optim.AdamW(model.parameters())
+    images = torch.rand(batch_size, 1, height, width, device=device).contiguous(memory_format=memory_format)
     targets = torch.randint(1, 80, (batch_size, 40))
     lengths = model.output_lengths(torch.full((batch_size,), width))
     target_lengths = torch.full((batch_size,), 40)

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DatasetSourceError(f"{args.dataset} has no '{args.split}' split (has {sorted(splits)})")
         dataset = LineDataset(
             splits[args.split], alphabet, model.config.height,
-            lambda w: int(model.output_lengths(torch.tensor(w))), args.split,
+            model.output_length, args.split,
             limit=args.limit or None, for_training=False,
         )  # fmt: skip
     except (CheckpointError, DatasetSourceError, ValueError) as error:

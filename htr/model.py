@@ -96,6 +96,10 @@ class CRNN(nn.Module):
                 lengths = lengths // 2
         return lengths
 
+    def output_length(self, width: int) -> int:
+        """Number of CTC frames for one image of ``width`` pixels."""
+        return int(self.output_lengths(torch.tensor(width)))
+
     @property
     def width_factor(self) -> int:
         """Pixels of input width per CTC frame."""

@@ -45,6 +45,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
 
 
+def prefers_channels_last(device: torch.device, dtype: torch.dtype | None) -> bool:
+    """Channels-last convolutions pay off on CUDA and with bf16 on CPU."""
+    return device.type == "cuda" or dtype is not None
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """Mixed-precision context for ``dtype``, or a no-op for fp32."""
     if dtype is None:

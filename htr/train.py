@@ -28,7 +28,7 @@ from htr.checkpoint import atomic_save, model_checkpoint
 from htr.data import DEFAULT_DATASET, LineDataset, bucketed_batches, collate_lines, load_splits, normalize_text
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.model import CRNN, ModelConfig, count_parameters
-from htr.runtime import autocast, resolve_device, resolve_precision, seed_everything
+from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def train_step(
     images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
     if cfg.use_augment:
         images, widths = augment_batch(images, widths, cfg.augment)
-    if device.type == "cuda" or dtype is not None:
+    if prefers_channels_last(device, dtype):
         images = images.contiguous(memory_format=torch.channels_last)
     main, aux = ctc_losses(model, {**batch, "images": images, "widths": widths}, device, dtype)
     loss = main + cfg.shortcut_weight * aux if aux is not None else main
@@ -124,16 +124,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         model_cfg = dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)
     model = CRNN(model_cfg).to(device)
 
-    def frames(width: int) -> int:
-        return int(model.output_lengths(torch.tensor(width)))
-
-    height = model_cfg.height
+    height, frames = model_cfg.height, model.output_length
     train_set = LineDataset(splits["train"], alphabet, height, frames, "train", cfg.max_train_lines)
     val_set = LineDataset(splits["validation"], alphabet, height, frames, "validation", cfg.max_val_lines,
                           for_training=False)  # fmt: skip
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    if device.type == "cuda" or dtype is not None:
+    if prefers_channels_last(device, dtype):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total_steps))
