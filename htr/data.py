@@ -16,6 +16,7 @@ from pathlib import Path
 
 import datasets
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from htr.alphabet import Alphabet
@@ -163,9 +164,10 @@ def load_splits(
     raw = load_source(source, iam_keep_err)
     splits = {}
     for name, split in raw.items():
-        if SPLIT_ALIASES.get(name, name) in splits:
-            raise DatasetSourceError(f"{source}: two splits map to '{SPLIT_ALIASES.get(name, name)}'")
-        splits[SPLIT_ALIASES.get(name, name)] = _standardize(split)
+        canonical = SPLIT_ALIASES.get(name, name)
+        if canonical in splits:
+            raise DatasetSourceError(f"{source}: two splits map to '{canonical}'")
+        splits[canonical] = _standardize(split)
     if "train" not in splits:
         raise DatasetSourceError(f"{source} has no train split (splits: {sorted(raw)})")
     if "validation" not in splits:
@@ -173,7 +175,7 @@ def load_splits(
     return datasets.DatasetDict(splits)
 
 
-def decode_row_image(image: dict):
+def decode_row_image(image: dict) -> Image.Image:
     """PIL image of an undecoded ``datasets.Image`` cell ({'bytes', 'path'})."""
     return load_image(image["bytes"] if image.get("bytes") else image["path"])
 
