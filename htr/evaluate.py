@@ -14,16 +14,14 @@ import sys
 import torch
 
 from htr.alphabet import Alphabet
-from htr.data import LineDataset, bucketed_batches, collate_lines
-from htr.decode import greedy_decode
+from htr.data import LineDataset
+from htr.inference import transcribe
 from htr.metrics import cer, char_errors, wer, word_errors
 from htr.model import CRNN
-from htr.runtime import autocast
 
 log = logging.getLogger(__name__)
 
 
-@torch.inference_mode()
 def transcribe_dataset(
     model: CRNN, dataset: LineDataset, alphabet: Alphabet, batch_size: int,
     device: torch.device, dtype: torch.dtype | None = None,
@@ -31,14 +29,7 @@ def transcribe_dataset(
     """Greedy transcriptions of every line of ``dataset``, in dataset order."""
     was_training = model.training
     model.eval()
-    hypotheses = [""] * len(dataset)
-    for indices in bucketed_batches(dataset.widths, batch_size, seed=None):
-        batch = collate_lines([dataset[i] for i in indices])
-        with autocast(device, dtype):
-            log_probs, _ = model(batch["images"].to(device))
-        texts = greedy_decode(log_probs, model.output_lengths(batch["widths"]), alphabet)
-        for i, text in zip(indices, texts):
-            hypotheses[i] = text
+    hypotheses = transcribe(model, alphabet, dataset.widths, lambda i: dataset[i][0], batch_size, device, dtype)
     model.train(was_training)
     return hypotheses
 

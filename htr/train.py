@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from htr.alphabet import Alphabet
 from htr.augment import AugmentConfig, augment_batch
+from htr.batching import bucketed_batches
 from htr.checkpoint import atomic_save, model_checkpoint
-from htr.data import DEFAULT_DATASET, LineDataset, bucketed_batches, collate_lines, load_splits, normalize_text
+from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_splits, normalize_text
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.model import CRNN, ModelConfig, count_parameters
 from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision, seed_everything

@@ -2,7 +2,8 @@ import datasets
 import pytest
 
 from htr.alphabet import Alphabet
-from htr.data import DatasetSourceError, LineDataset, bucketed_batches, carve_validation, load_splits
+from htr.batching import bucketed_batches
+from htr.data import DatasetSourceError, LineDataset, carve_validation, load_splits
 from tests.conftest import png_bytes, random_texts, render_line
 
 
