@@ -88,3 +88,25 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[CR
     except (TypeError, RuntimeError, KeyError) as error:
         raise CheckpointError(f"{path}: weights do not match the stored architecture: {error}") from None
     return model.to(device).eval(), Alphabet(checkpoint["alphabet"])
+
+
+def load_weights_extending_classes(model: CRNN, state_dict: dict[str, torch.Tensor]) -> int:
+    """Load trained weights into ``model`` whose alphabet extends the trained one (new characters appended).
+
+    Output layers keep the trained rows for the old classes and the model's fresh initialisation for the new
+    ones; every other tensor must match exactly. Returns the number of classes added.
+    """
+    own = model.state_dict()
+    merged, added = {}, 0
+    for name, value in state_dict.items():
+        target = own.get(name)
+        if target is None:
+            raise CheckpointError(f"weights have a tensor the model lacks: {name}")
+        if value.shape != target.shape:
+            if value.shape[1:] != target.shape[1:] or value.shape[0] > target.shape[0]:
+                raise CheckpointError(f"{name}: shape {tuple(value.shape)} cannot grow to {tuple(target.shape)}")
+            added = target.shape[0] - value.shape[0]
+            value = torch.cat([value, target[value.shape[0] :].to(value.dtype)])
+        merged[name] = value
+    model.load_state_dict(merged)
+    return added

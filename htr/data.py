@@ -180,13 +180,65 @@ def decode_row_image(image: dict) -> Image.Image:
     return load_image(image["bytes"] if image.get("bytes") else image["path"])
 
 
-class LineDataset(torch.utils.data.Dataset):
-    """Preprocessed lines of one split, kept in memory as uint8, with their encoded labels.
+class LineSet(torch.utils.data.Dataset):
+    """Preprocessed lines kept in memory as uint8, with their encoded labels; `add` admits one line.
 
-    Rows with empty text or images that cannot be decoded are skipped and counted in one log line; for
-    training (``for_training``) also rows with characters outside ``alphabet`` or labels too long for the
-    model's output length at that image width. Evaluation keeps those, so they count as errors.
+    For training (``for_training``) lines with characters outside ``alphabet`` or labels too long for the
+    model's output length at that image width are refused; evaluation keeps those, so they count as errors.
     """
+
+    def __init__(
+        self, alphabet: Alphabet, frames_for_width: Callable[[int], int], name: str, for_training: bool = True
+    ) -> None:
+        self.alphabet, self.frames_for_width, self.name, self.for_training = (
+            alphabet,
+            frames_for_width,
+            name,
+            for_training,
+        )
+        self.images: list[torch.Tensor] = []
+        self.targets: list[list[int]] = []
+        self.texts: list[str] = []
+        self.widths: list[int] = []
+        self.skipped: Counter[str] = Counter()
+
+    def add(self, image: torch.Tensor, text: str) -> bool:
+        """Keep a preprocessed (1, H, W) line (float in [0, 1] or uint8) and its text, or count why not."""
+        if not text:
+            self.skipped["empty text"] += 1
+            return False
+        if self.for_training and not self.alphabet.covers(text):
+            self.skipped["characters outside the alphabet"] += 1
+            return False
+        target = self.alphabet.encode("".join(c for c in text if self.alphabet.covers(c)))
+        repeats = sum(a == b for a, b in zip(target, target[1:]))
+        if self.for_training and len(target) + repeats > self.frames_for_width(image.shape[-1]):
+            self.skipped["label too long for the image width"] += 1
+            return False
+        self.images.append(image if image.dtype == torch.uint8 else (image * 255).round().to(torch.uint8))
+        self.targets.append(target)
+        self.texts.append(text)
+        self.widths.append(image.shape[-1])
+        return True
+
+    def report(self, total: int) -> None:
+        """One log line with what was skipped; an error when nothing was kept."""
+        if self.skipped:
+            reasons = ", ".join(f"{n} {why}" for why, n in self.skipped.most_common())
+            log.warning("%s: skipped %d of %d rows (%s)", self.name, total - len(self.images), total, reasons)
+        if not self.images:
+            raise DatasetSourceError(f"{self.name}: no usable rows out of {total}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[int], str]:
+        return self.images[index].float() / 255, self.targets[index], self.texts[index]
+
+
+class LineDataset(LineSet):
+    """The lines of one `datasets` split, preprocessed to ``height``; unreadable images are skipped and
+    counted in one log line, like the rows `LineSet.add` refuses."""
 
     def __init__(
         self,
@@ -198,45 +250,20 @@ class LineDataset(torch.utils.data.Dataset):
         limit: int | None = None,
         for_training: bool = True,
     ) -> None:
-        self.images: list[torch.Tensor] = []
-        self.targets: list[list[int]] = []
-        self.texts: list[str] = []
-        skipped: Counter[str] = Counter()
+        super().__init__(alphabet, frames_for_width, name, for_training)
         rows = split.select(range(min(limit, len(split)))) if limit else split
         for row in tqdm(rows, desc=f"preparing {name}", leave=False, mininterval=2):
             text = normalize_text(row["text"])
             if not text:
-                skipped["empty text"] += 1
-                continue
-            if for_training and not alphabet.covers(text):
-                skipped["characters outside the alphabet"] += 1
+                self.skipped["empty text"] += 1
                 continue
             try:
                 image = preprocess(decode_row_image(row["image"]), height)
             except Exception:
-                skipped["unreadable image"] += 1
+                self.skipped["unreadable image"] += 1
                 continue
-            target = alphabet.encode("".join(c for c in text if alphabet.covers(c)))
-            repeats = sum(a == b for a, b in zip(target, target[1:]))
-            if for_training and len(target) + repeats > frames_for_width(image.shape[-1]):
-                skipped["label too long for the image width"] += 1
-                continue
-            self.images.append((image * 255).round().to(torch.uint8))
-            self.targets.append(target)
-            self.texts.append(text)
-        self.widths = [im.shape[-1] for im in self.images]
-        total = len(rows)
-        if skipped:
-            reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
-            log.warning("%s: skipped %d of %d rows (%s)", name, total - len(self.images), total, reasons)
-        if not self.images:
-            raise DatasetSourceError(f"{name}: no usable rows out of {total}")
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[int], str]:
-        return self.images[index].float() / 255, self.targets[index], self.texts[index]
+            self.add(image, text)
+        self.report(len(rows))
 
 
 def collate_lines(items: list) -> dict:

@@ -25,11 +25,13 @@ from tqdm.auto import tqdm
 from htr.alphabet import Alphabet
 from htr.augment import AugmentConfig, augment_batch
 from htr.batching import bucketed_batches
-from htr.checkpoint import atomic_save, model_checkpoint
+from htr.checkpoint import atomic_save, load_weights_extending_classes, model_checkpoint, read_checkpoint
 from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_splits, normalize_text
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.model import CRNN, ModelConfig, count_parameters
+from htr.render import list_fonts
 from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision, seed_everything
+from htr.synthetic import FontRenderer, InkRenderer, Renderer, read_text_lines, render_epoch
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,13 @@ class TrainConfig:
     max_train_lines: int = 0  # use only the first N training lines; 0: all
     max_val_lines: int = 0  # use only the first N validation lines; 0: all
     save_every: int = 200  # steps between last-state saves within an epoch
+    init_from: str = ""  # start from this checkpoint's weights and architecture (fresh optimizer); see README
+    ink: str = ""  # IAM-OnDB folder or archive (lineStrokes/ + ascii/): adds rendered ink lines to every epoch
+    ink_ratio: float = 1.0  # rendered ink lines per real training line in each epoch (with --ink)
+    font_text: str = ""  # text file(s), comma-separated: adds their lines drawn in handwriting fonts
+    font_ratio: float = 1.0  # font-rendered lines per real training line in each epoch (with --font-text)
+    font_dir: str = ""  # folder of .ttf/.otf/.woff(2) fonts; empty: the bundled ones (htr/fonts)
+    render_workers: int = 2  # processes rendering the synthetic lines at the start of each epoch
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_classes=0))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -108,6 +117,19 @@ def train_step(
     return main.item()
 
 
+def synthetic_renderers(cfg: TrainConfig) -> list[tuple[Renderer, float]]:
+    """The configured synthetic sources with their ratio to the real training lines."""
+    renderers: list[tuple[Renderer, float]] = []
+    if cfg.ink and cfg.ink_ratio > 0:
+        from htr.iamondb import load_iamondb
+
+        renderers.append((InkRenderer(load_iamondb(cfg.ink)), cfg.ink_ratio))
+    if cfg.font_text and cfg.font_ratio > 0:
+        fonts = list_fonts(cfg.font_dir) if cfg.font_dir else []
+        renderers.append((FontRenderer(read_text_lines(cfg.font_text), fonts), cfg.font_ratio))
+    return renderers
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
     """Train (or resume) as configured; returns ``{"best_cer", "history", "best_path", "state_path"}``."""
     out = Path(cfg.output_dir)
@@ -118,18 +140,36 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     state = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else None
 
     splits = load_splits(cfg.dataset, cfg.val_fraction, cfg.seed, cfg.iam_keep_err)
+    renderers = synthetic_renderers(cfg)
+    texts = [normalize_text(t) for t in splits["train"]["text"]] + [t for r, _ in renderers for t in r.texts]
+    initial = None
     if state:
         alphabet, model_cfg = Alphabet(state["alphabet"]), ModelConfig(**state["model_config"])
+    elif cfg.init_from:
+        initial = read_checkpoint(cfg.init_from)
+        known = initial["alphabet"]
+        alphabet = Alphabet(known + "".join(sorted(set(Alphabet.from_texts(texts).chars) - set(known))))
+        model_cfg = ModelConfig(**{**initial["model_config"], "num_classes": alphabet.num_classes})
     else:
-        alphabet = Alphabet.from_texts(normalize_text(t) for t in splits["train"]["text"])
+        alphabet = Alphabet.from_texts(texts)
         model_cfg = dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)
-    model = CRNN(model_cfg).to(device)
+    model = CRNN(model_cfg)
+    if initial is not None:
+        added = load_weights_extending_classes(model, initial["state_dict"])
+        log.info(
+            "initialised from %s (%d new characters: %r)",
+            cfg.init_from,
+            added,
+            alphabet.chars[-added:] if added else "",
+        )
+    model = model.to(device)
 
     height, frames = model_cfg.height, model.output_length
     train_set = LineDataset(splits["train"], alphabet, height, frames, "train", cfg.max_train_lines)
     val_set = LineDataset(splits["validation"], alphabet, height, frames, "validation", cfg.max_val_lines,
                           for_training=False)  # fmt: skip
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    parts = [(renderer, round(ratio * len(train_set))) for renderer, ratio in renderers]
+    steps_per_epoch = math.ceil((len(train_set) + sum(count for _, count in parts)) / cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if prefers_channels_last(device, dtype):
         model = model.to(memory_format=torch.channels_last)
@@ -165,9 +205,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
 
     try:
         while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
+            epoch_set, widths = train_set, train_set.widths
+            if parts:
+                synthetic = render_epoch(parts, alphabet, height, frames, cfg.seed, epoch, cfg.render_workers, progress)
+                epoch_set = torch.utils.data.ConcatDataset([train_set, synthetic])
+                widths = train_set.widths + synthetic.widths
             model.train()
-            batches = bucketed_batches(train_set.widths, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)
-            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches[batch_in_epoch:],
+            batches = bucketed_batches(widths, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)
+            loader = torch.utils.data.DataLoader(epoch_set, batch_sampler=batches[batch_in_epoch:],
                                                  collate_fn=collate_lines, num_workers=cfg.num_workers)  # fmt: skip
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
                        initial=batch_in_epoch, total=len(batches))  # fmt: skip
@@ -251,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_arguments(parser, TrainConfig())
     cfg = config_from_arguments(parser.parse_args(argv), TrainConfig())
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from htr.checkpoint import CheckpointError
     from htr.data import DatasetSourceError
 
     try:
         result = train(cfg)
-    except (DatasetSourceError, ValueError) as error:
+    except (DatasetSourceError, CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

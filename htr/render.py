@@ -1,0 +1,150 @@
+"""Synthetic line images that look scanned: pen strokes (online ink) or text in a handwriting font.
+
+Both renderers draw dark ink on light paper with random pen, geometry and scan conditions and return a
+grayscale PIL image; training then treats it exactly like a real scan (`htr.preprocess.preprocess`).
+All randomness comes from the ``numpy.random.Generator`` passed in, so a seed reproduces an image.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+FONT_DIR = Path(__file__).parent / "fonts"
+FONT_SUFFIXES = (".ttf", ".otf", ".woff", ".woff2")
+SUPERSAMPLE = 2  # strokes are drawn at this multiple of the output size, then downsampled (anti-aliasing)
+
+
+def _ink_and_paper(rng: np.random.Generator) -> tuple[int, int]:
+    paper = int(rng.uniform(185, 255))
+    return int(rng.uniform(0, min(110, paper - 70))), paper
+
+
+def scan_finish(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Scanner look for a grayscale line image: uneven paper, blur and sensor noise."""
+    width, height = image.size
+    pixels = np.asarray(image, dtype=np.float32)
+    coarse = rng.normal(0.0, rng.uniform(0, 6), size=(max(2, height // 16), max(2, width // 16)))
+    shade = Image.fromarray(coarse.astype(np.float32)).resize((width, height), Image.Resampling.BICUBIC)
+    pixels = pixels + np.asarray(shade, dtype=np.float32)
+    radius = rng.uniform(0.0, 1.2) * height / 64
+    if radius > 0.2:
+        blurred = Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
+        pixels = np.asarray(blurred, dtype=np.float32)
+    pixels = pixels + rng.normal(0.0, rng.uniform(0, 5), size=pixels.shape)
+    return Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8), mode="L")
+
+
+def _smooth(points: np.ndarray) -> np.ndarray:
+    """3-tap moving average along a stroke: removes digitiser jitter, keeps the ends."""
+    if len(points) < 3:
+        return points
+    inner = (points[:-2] + points[1:-1] + points[2:]) / 3
+    return np.concatenate([points[:1], inner, points[-1:]])
+
+
+def render_strokes(strokes: list[np.ndarray], rng: np.random.Generator, height: int = 80) -> Image.Image:
+    """Draw pen strokes ((N, 2) x, y arrays, y down) as a scanned-looking line about ``height`` px high.
+
+    Random: slant, rotation, horizontal stretch, baseline wobble, pen width with pressure-like variation
+    along each stroke, ink and paper grey levels, margins, then `scan_finish`.
+    """
+    points = np.concatenate(strokes).astype(np.float64)
+    top, bottom = np.percentile(points[:, 1], [1, 99])
+    scale = height * rng.uniform(0.75, 1.1) / max(bottom - top, 1.0)
+    slant, angle = rng.normal(0.0, 0.2), math.radians(rng.normal(0.0, 1.5))
+    stretch = rng.uniform(0.8, 1.2)
+    wobble_amplitude = rng.uniform(0.0, 0.05) * height
+    wobble_period, wobble_phase = rng.uniform(4, 12) * height, rng.uniform(0, 2 * math.pi)
+    cos, sin = math.cos(angle), math.sin(angle)
+    origin = np.array([points[:, 0].min(), (top + bottom) / 2])
+
+    def transform(xy: np.ndarray) -> np.ndarray:
+        x, y = (xy[:, 0] - origin[0]) * scale, (xy[:, 1] - origin[1]) * scale
+        x = (x - slant * y) * stretch
+        x, y = cos * x - sin * y, sin * x + cos * y
+        y = y + wobble_amplitude * np.sin(2 * math.pi * x / wobble_period + wobble_phase)
+        return np.stack([x, y], axis=1)
+
+    moved = [transform(_smooth(s.astype(np.float64))) for s in strokes]
+    every = np.concatenate(moved)
+    pen = rng.uniform(0.018, 0.055) * height
+    margin = pen + rng.uniform(2, 0.25 * height)
+    low = every.min(axis=0) - margin
+    size = np.ceil((every.max(axis=0) + margin - low) * SUPERSAMPLE).astype(int)
+    ink, paper = _ink_and_paper(rng)
+    canvas = Image.new("L", (int(size[0]), int(size[1])), paper)
+    draw = ImageDraw.Draw(canvas)
+    for stroke in moved:
+        xy = (stroke - low) * SUPERSAMPLE
+        # pressure: a slow random variation of pen width along the stroke
+        pressure = 1.0 + rng.uniform(0, 0.35) * np.sin(np.linspace(0, rng.uniform(1, 6), len(xy)) + rng.uniform(0, 6))
+        widths = np.maximum(1.0, pen * SUPERSAMPLE * pressure)
+        if len(xy) == 1:
+            (x, y), r = xy[0], widths[0] / 2
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=ink)
+            continue
+        for i in range(len(xy) - 1):
+            segment = [tuple(xy[i]), tuple(xy[i + 1])]
+            draw.line(segment, fill=ink, width=int(round(widths[i])))
+            (x, y), r = xy[i + 1], widths[i] / 2
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=ink)  # round joints
+    output = (int(math.ceil(size[0] / SUPERSAMPLE)), int(math.ceil(size[1] / SUPERSAMPLE)))
+    return scan_finish(canvas.resize(output, Image.Resampling.BOX), rng)
+
+
+def list_fonts(folder: str | Path = FONT_DIR) -> list[Path]:
+    """Font files in ``folder`` (default: the bundled handwriting fonts, see ``htr/fonts/README.md``)."""
+    return sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in FONT_SUFFIXES)
+
+
+@functools.lru_cache(maxsize=512)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
+def _glyph_signature(font: ImageFont.FreeTypeFont, char: str) -> tuple:
+    mask = font.getmask(char)
+    return mask.size, bytes(np.asarray(mask)) if mask.size[0] * mask.size[1] else b""
+
+
+@functools.lru_cache(maxsize=64)
+def font_coverage(path: str, chars: str) -> frozenset[str]:
+    """The characters of ``chars`` that the font draws (not as its missing-glyph box); space always."""
+    font = _font(path, 32)
+    missing = _glyph_signature(font, "\U0010fffd")
+    return frozenset(c for c in chars if c == " " or _glyph_signature(font, c) != missing)
+
+
+def render_text(text: str, font_path: str | Path, rng: np.random.Generator, height: int = 80) -> Image.Image:
+    """``text`` in the font at ``font_path``, word by word with random spacing and baseline jitter,
+    slanted and rotated a little, on paper with `scan_finish`; about ``height`` px high."""
+    reference = _font(str(font_path), 100)
+    left, top, right, bottom = reference.getbbox(text or "x", anchor="ls")
+    size = 100 * height * rng.uniform(0.6, 0.8) / max(bottom - top, 1)  # ink height, whatever the font's em
+    font = _font(str(font_path), int(np.clip(size, 8, 4 * height)))
+    ink, paper = _ink_and_paper(rng)
+    words = text.split(" ")
+    space = font.getlength(" ")
+    ascent, descent = font.getmetrics()
+    jitter = 0.04 * (ascent + descent)
+    width = int(sum(font.getlength(w) for w in words) + 2 * space * len(words) + 2 * height)
+    canvas = Image.new("L", (width, int(2 * (ascent + descent))), paper)
+    draw = ImageDraw.Draw(canvas)
+    x, baseline = 0.5 * height, 0.5 * (ascent + descent) + ascent
+    for word in words:
+        draw.text((x, baseline + rng.normal(0, jitter)), word, font=font, fill=ink, anchor="ls")
+        x += font.getlength(word) + space * rng.uniform(0.7, 1.6)
+    canvas = canvas.crop((0, 0, int(x + 0.5 * height), canvas.height))
+    slant = rng.normal(0.1, 0.15)
+    canvas = canvas.transform(
+        (canvas.width + int(abs(slant) * canvas.height), canvas.height), Image.Transform.AFFINE,
+        (1, slant, -abs(slant) * canvas.height if slant > 0 else 0, 0, 1, 0),
+        resample=Image.Resampling.BILINEAR, fillcolor=paper,
+    )  # fmt: skip
+    canvas = canvas.rotate(rng.normal(0, 1.0), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=paper)
+    return scan_finish(canvas, rng)
