@@ -189,9 +189,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"])
         log.info("resuming from %s: epoch %d, step %d, best CER %.4f", state_path, epoch + 1, step, best_cer)
-    log.info("model: %.2fM parameters, %d classes; %d train / %d validation lines; device %s, precision %s",
-             count_parameters(model) / 1e6, alphabet.num_classes, len(train_set), len(val_set), device,
-             dtype or "fp32")  # fmt: skip
+    log.info("model: %.2fM parameters, %d classes; device %s, precision %s", count_parameters(model) / 1e6,
+             alphabet.num_classes, device, dtype or "fp32")  # fmt: skip
+    log.info("train: %d real + %d synthetic lines per epoch; validation: %d lines", len(train_set),
+             sum(count for _, count in parts), len(val_set))  # fmt: skip
 
     def save_state() -> None:
         atomic_save({

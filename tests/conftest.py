@@ -54,3 +54,36 @@ def write_parquet_dataset(folder: Path, n_train: int = 48, n_val: int = 12, n_te
 @pytest.fixture(scope="session")
 def parquet_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_parquet_dataset(tmp_path_factory.mktemp("parquet"))
+
+
+def stroke_xml(strokes: list[list[tuple[int, int]]]) -> str:
+    body = "".join(
+        "<Stroke>" + "".join(f'<Point x="{x}" y="{y}" time="0.0"/>' for x, y in s) + "</Stroke>" for s in strokes
+    )
+    return f'<?xml version="1.0"?><WhiteboardCaptureSession><StrokeSet>{body}</StrokeSet></WhiteboardCaptureSession>'
+
+
+def zigzag(x0: int, width: int = 300, height: int = 200) -> list[tuple[int, int]]:
+    """A pen stroke going up and down across ``width`` units from ``x0``, like a written word."""
+    return [(x0 + i * width // 12, 1000 + (height if i % 2 else 0)) for i in range(13)]
+
+
+def write_iamondb(root):
+    """Two forms in the official layout: a01-000u (2 lines; a '#' line and 'Mr .'), and z01-000z with
+    more stroke files than transcribed lines (to be skipped)."""
+    (root / "lineStrokes/a01/a01-000").mkdir(parents=True)
+    (root / "lineStrokes/z01/z01-000").mkdir(parents=True)
+    (root / "ascii/a01/a01-000").mkdir(parents=True)
+    (root / "ascii/z01/z01-000").mkdir(parents=True)
+    ascii_text = (
+        "OCR:\n\nA MOVE to stop Mr . Gaitskell from\n\nCSR:\n\nA MOVE to stop Mr . Gaitskell\nan # word\nthird line\n"
+    )
+    (root / "ascii/a01/a01-000/a01-000u.txt").write_text(ascii_text)
+    (root / "ascii/z01/z01-000/z01-000z.txt").write_text("CSR:\n\nonly one line\n")
+    (root / "lineStrokes/a01/a01-000/a01-000u-01.xml").write_text(stroke_xml([zigzag(0), zigzag(500)]))
+    (root / "lineStrokes/a01/a01-000/a01-000u-02.xml").write_text(stroke_xml([zigzag(0)]))
+    (root / "lineStrokes/a01/a01-000/a01-000u-03.xml").write_text(stroke_xml([zigzag(0), [(900, 1100)]]))
+    for n in (1, 2):
+        (root / f"lineStrokes/z01/z01-000/z01-000z-0{n}.xml").write_text(stroke_xml([zigzag(0)]))
+    (root / "writers.tsv").write_text("a01-000u\t10026\nz01-000z\t10091\n")
+    return root
