@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 from htr.alphabet import Alphabet
 from htr.augment import AugmentConfig, augment_batch
 from htr.batching import bucketed_batches
-from htr.checkpoint import atomic_save, load_weights_extending_classes, model_checkpoint, read_checkpoint
+from htr.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_weights_extending_classes,
+    model_checkpoint,
+    read_checkpoint,
+)
 from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_splits, normalize_text
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.model import CRNN, ModelConfig, count_parameters
@@ -297,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     add_dataclass_arguments(parser, TrainConfig())
     cfg = config_from_arguments(parser.parse_args(argv), TrainConfig())
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from htr.checkpoint import CheckpointError
     from htr.data import DatasetSourceError
 
     try:
