@@ -175,6 +175,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     val_set = LineDataset(splits["validation"], alphabet, height, frames, "validation", cfg.max_val_lines,
                           for_training=False)  # fmt: skip
     parts = [(renderer, round(ratio * len(train_set))) for renderer, ratio in renderers]
+    parts = [(renderer, count) for renderer, count in parts if count > 0]
     steps_per_epoch = math.ceil((len(train_set) + sum(count for _, count in parts)) / cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if prefers_channels_last(device, dtype):
