@@ -180,6 +180,11 @@ def decode_row_image(image: dict) -> Image.Image:
     return load_image(image["bytes"] if image.get("bytes") else image["path"])
 
 
+def quantize(line: torch.Tensor) -> torch.Tensor:
+    """A preprocessed line as uint8 (0..255) for compact storage; uint8 input is returned as is."""
+    return line if line.dtype == torch.uint8 else (line * 255).round().to(torch.uint8)
+
+
 class LineSet(torch.utils.data.Dataset):
     """Preprocessed lines kept in memory as uint8, with their encoded labels; `add` admits one line.
 
@@ -190,32 +195,36 @@ class LineSet(torch.utils.data.Dataset):
     def __init__(
         self, alphabet: Alphabet, frames_for_width: Callable[[int], int], name: str, for_training: bool = True
     ) -> None:
-        self.alphabet, self.frames_for_width, self.name, self.for_training = (
-            alphabet,
-            frames_for_width,
-            name,
-            for_training,
-        )
+        self.alphabet = alphabet
+        self.frames_for_width = frames_for_width
+        self.name = name
+        self.for_training = for_training
         self.images: list[torch.Tensor] = []
         self.targets: list[list[int]] = []
         self.texts: list[str] = []
         self.widths: list[int] = []
         self.skipped: Counter[str] = Counter()
 
+    def text_refusal(self, text: str) -> str | None:
+        """Why a line with this text would be refused whatever its image, or None."""
+        if not text:
+            return "empty text"
+        if self.for_training and not self.alphabet.covers(text):
+            return "characters outside the alphabet"
+        return None
+
     def add(self, image: torch.Tensor, text: str) -> bool:
         """Keep a preprocessed (1, H, W) line (float in [0, 1] or uint8) and its text, or count why not."""
-        if not text:
-            self.skipped["empty text"] += 1
-            return False
-        if self.for_training and not self.alphabet.covers(text):
-            self.skipped["characters outside the alphabet"] += 1
+        refusal = self.text_refusal(text)
+        if refusal:
+            self.skipped[refusal] += 1
             return False
         target = self.alphabet.encode("".join(c for c in text if self.alphabet.covers(c)))
         repeats = sum(a == b for a, b in zip(target, target[1:]))
         if self.for_training and len(target) + repeats > self.frames_for_width(image.shape[-1]):
             self.skipped["label too long for the image width"] += 1
             return False
-        self.images.append(image if image.dtype == torch.uint8 else (image * 255).round().to(torch.uint8))
+        self.images.append(quantize(image))
         self.targets.append(target)
         self.texts.append(text)
         self.widths.append(image.shape[-1])
@@ -254,8 +263,9 @@ class LineDataset(LineSet):
         rows = split.select(range(min(limit, len(split)))) if limit else split
         for row in tqdm(rows, desc=f"preparing {name}", leave=False, mininterval=2):
             text = normalize_text(row["text"])
-            if not text:
-                self.skipped["empty text"] += 1
+            refusal = self.text_refusal(text)
+            if refusal:  # before decoding the image
+                self.skipped[refusal] += 1
                 continue
             try:
                 image = preprocess(decode_row_image(row["image"]), height)

@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from htr.alphabet import Alphabet
-from htr.data import LineSet, normalize_text
+from htr.data import LineSet, normalize_text, quantize
 from htr.iamondb import InkLine
 from htr.preprocess import preprocess
 from htr.render import FONT_DIR, font_coverage, list_fonts, render_strokes, render_text
@@ -105,7 +105,7 @@ class _EpochLines(torch.utils.data.Dataset):
             line = preprocess(image, self.height)
         except Exception as error:  # a bad font or stroke file must not end an epoch
             return None, f"{type(error).__name__}"
-        return (line * 255).round().to(torch.uint8), text
+        return quantize(line), text  # uint8: a quarter of the bytes between processes
 
 
 def render_epoch(

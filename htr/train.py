@@ -176,7 +176,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                           for_training=False)  # fmt: skip
     parts = [(renderer, round(ratio * len(train_set))) for renderer, ratio in renderers]
     parts = [(renderer, count) for renderer, count in parts if count > 0]
-    steps_per_epoch = math.ceil((len(train_set) + sum(count for _, count in parts)) / cfg.batch_size)
+    synthetic_per_epoch = sum(count for _, count in parts)
+    steps_per_epoch = math.ceil((len(train_set) + synthetic_per_epoch) / cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if prefers_channels_last(device, dtype):
         model = model.to(memory_format=torch.channels_last)
@@ -199,7 +200,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     log.info("model: %.2fM parameters, %d classes; device %s, precision %s", count_parameters(model) / 1e6,
              alphabet.num_classes, device, dtype or "fp32")  # fmt: skip
     log.info("train: %d real + %d synthetic lines per epoch; validation: %d lines", len(train_set),
-             sum(count for _, count in parts), len(val_set))  # fmt: skip
+             synthetic_per_epoch, len(val_set))  # fmt: skip
 
     def save_state() -> None:
         atomic_save({
