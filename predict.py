@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from htr.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "handwriting_recognizer_best.pth"
 
@@ -31,13 +33,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--format",
         choices=["text", "json", "tsv"],
         default="text",
-        help="text: one line per image; json: JSON Lines with path and text; tsv: path<TAB>text",
+        help="text: one line per image; json: JSON Lines with path, text and confidence; "
+        "tsv: path<TAB>text<TAB>confidence",
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_decoder_arguments(parser, default="auto")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    check_decoder_arguments(parser, args)
     return args
 
 
@@ -55,11 +60,11 @@ def expand(path: str) -> tuple[list[str], str | None]:
     return [], "no such file or folder"
 
 
-def emit(fmt: str, path: str, text: str) -> None:
+def emit(fmt: str, path: str, text: str, confidence: float) -> None:
     if fmt == "json":
-        print(json.dumps({"path": path, "text": text}, ensure_ascii=False))
+        print(json.dumps({"path": path, "text": text, "confidence": round(confidence, 4)}, ensure_ascii=False))
     elif fmt == "tsv":
-        print(f"{path}\t{text}")
+        print(f"{path}\t{text}\t{confidence:.4f}")
     else:
         print(text)
 
@@ -71,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from htr.preprocess import load_image
 
     try:
-        recognizer = Recognizer(args.checkpoint, args.device)
-    except (CheckpointError, ValueError) as error:
+        recognizer = Recognizer(args.checkpoint, args.device, **decoder_options(args))
+    except (CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failed = False
@@ -93,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             print(f"{file}: cannot read image: {reason}", file=sys.stderr)
             failed = True
-    for file, text in zip(read_ok, recognizer.read_prepared(lines, args.batch_size)):
-        emit(args.format, file, text)
+    for file, reading in zip(read_ok, recognizer.read_prepared(lines, args.batch_size)):
+        emit(args.format, file, reading.text, reading.confidence)
     return 1 if failed else 0
 
 

@@ -1,7 +1,8 @@
 """Self-describing checkpoints (weights + architecture + alphabet) and atomic writes.
 
 A model checkpoint is a plain dict that ``torch.load(path, weights_only=True)`` reads:
-``{"format_version", "model_config", "alphabet", "state_dict", "metrics", "htr_version"}``.
+``{"format_version", "model_config", "alphabet", "state_dict", "metrics", "htr_version"}`` and optionally
+``"lm"``: a character language model (``htr.lm.CharLM.to_state``) for beam search.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
-def model_checkpoint(model: CRNN, alphabet: Alphabet, metrics: dict | None = None) -> dict:
-    """The dict saved as ``handwriting_recognizer_best.pth``."""
-    return {
+def model_checkpoint(model: CRNN, alphabet: Alphabet, metrics: dict | None = None, lm=None) -> dict:
+    """The dict saved as ``handwriting_recognizer_best.pth`` (``lm``: an optional ``htr.lm.CharLM``)."""
+    checkpoint = {
         "format_version": FORMAT_VERSION,
         "htr_version": __version__,
         "model_config": model.config.to_dict(),
@@ -57,6 +58,9 @@ def model_checkpoint(model: CRNN, alphabet: Alphabet, metrics: dict | None = Non
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": dict(metrics or {}),
     }
+    if lm is not None:
+        checkpoint["lm"] = lm.to_state()
+    return checkpoint
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -81,7 +85,13 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[CRNN, Alphabet]:
     """Rebuild the model exactly as trained, in eval mode, with its alphabet."""
-    checkpoint = read_checkpoint(path)
+    return model_from_checkpoint(read_checkpoint(path), path, device)
+
+
+def model_from_checkpoint(
+    checkpoint: dict, path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[CRNN, Alphabet]:
+    """The model and alphabet of a checkpoint dict read by ``read_checkpoint`` from ``path``."""
     try:
         model = CRNN(ModelConfig(**checkpoint["model_config"]))
         model.load_state_dict(checkpoint["state_dict"])
@@ -110,3 +120,10 @@ def load_weights_extending_classes(model: CRNN, state_dict: dict[str, torch.Tens
         merged[name] = value
     model.load_state_dict(merged)
     return added
+
+
+def store_lm(path: str | Path, lm) -> None:
+    """Put a character language model (``htr.lm.CharLM``) into an existing checkpoint, atomically."""
+    checkpoint = read_checkpoint(path)
+    checkpoint["lm"] = lm.to_state()
+    atomic_save(checkpoint, path)

@@ -1,7 +1,9 @@
 """Character and word error rates of a checkpoint on a dataset split.
 
     python -m htr.evaluate --checkpoint handwriting_recognizer_best.pth \\
-        --dataset Teklia/IAM-line --split test --output results.tsv
+        --dataset Teklia/IAM-line --split test --decoder beam --output results.tsv
+
+Also reports the error rates of the less and the more confident half of the lines.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import torch
 
 from htr.alphabet import Alphabet
 from htr.data import LineDataset
-from htr.inference import transcribe
+from htr.decode import Decoder
+from htr.inference import Reading, transcribe
 from htr.metrics import cer, char_errors, wer, word_errors
 from htr.model import CRNN
 
@@ -24,32 +27,49 @@ log = logging.getLogger(__name__)
 
 def transcribe_dataset(
     model: CRNN, dataset: LineDataset, alphabet: Alphabet, batch_size: int,
-    device: torch.device, dtype: torch.dtype | None = None,
-) -> list[str]:  # fmt: skip
-    """Greedy transcriptions of every line of ``dataset``, in dataset order."""
+    device: torch.device, dtype: torch.dtype | None = None, decoder: Decoder | None = None,
+) -> list[Reading]:  # fmt: skip
+    """Readings of every line of ``dataset`` (greedy unless ``decoder`` says otherwise), in dataset order."""
     was_training = model.training
     model.eval()
-    hypotheses = transcribe(model, alphabet, dataset.widths, lambda i: dataset[i][0], batch_size, device, dtype)
+    readings = transcribe(model, alphabet, dataset.widths, lambda i: dataset[i][0], batch_size, device, dtype, decoder)
     model.train(was_training)
-    return hypotheses
+    return readings
 
 
 def error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:
     return {"cer": cer(references, hypotheses), "wer": wer(references, hypotheses)}
 
 
-def write_lines(path: str, references: list[str], hypotheses: list[str]) -> None:
-    """Per-line results as TSV: reference, hypothesis, character and word errors."""
+def confidence_halves(references: list[str], readings: list[Reading]) -> dict[str, dict[str, float]]:
+    """Error rates of the less confident and the more confident half of the lines."""
+    order = sorted(range(len(readings)), key=lambda i: readings[i].confidence)
+    halves = {"low": order[: len(order) // 2], "high": order[len(order) // 2 :]}
+    return {
+        name: error_rates([references[i] for i in part], [readings[i].text for i in part])
+        for name, part in halves.items()
+    }
+
+
+def write_lines(path: str, references: list[str], readings: list[Reading]) -> None:
+    """Per-line results as TSV: reference, hypothesis, confidence, character and word errors."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(["reference", "hypothesis", "char_errors", "ref_chars", "word_errors", "ref_words"])
-        for ref, hyp in zip(references, hypotheses):
-            writer.writerow([ref, hyp, char_errors(ref, hyp), len(ref), word_errors(ref, hyp), len(ref.split())])
+        writer.writerow(
+            ["reference", "hypothesis", "confidence", "char_errors", "ref_chars", "word_errors", "ref_words"]
+        )
+        for ref, r in zip(references, readings):
+            writer.writerow([
+                ref, r.text, f"{r.confidence:.4f}", char_errors(ref, r.text), len(ref),
+                word_errors(ref, r.text), len(ref.split()),
+            ])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    from htr.checkpoint import CheckpointError, load_model
+    from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
     from htr.data import DEFAULT_DATASET, DatasetSourceError, load_splits
+    from htr.decode import make_decoder
+    from htr.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
     from htr.runtime import resolve_device, resolve_precision
 
     parser = argparse.ArgumentParser(prog="python -m htr.evaluate", description=__doc__.split("\n\n")[0])
@@ -61,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N lines (0: all)")
     parser.add_argument("--output", help="write per-line results to this TSV file")
+    add_decoder_arguments(parser, default="greedy")
     args = parser.parse_args(argv)
+    check_decoder_arguments(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         device = resolve_device(args.device)
-        model, alphabet = load_model(args.checkpoint, device)
+        checkpoint = read_checkpoint(args.checkpoint)
+        model, alphabet = model_from_checkpoint(checkpoint, args.checkpoint, device)
+        decoder = make_decoder(checkpoint, **decoder_options(args))
         splits = load_splits(args.dataset)
         if args.split not in splits:
             raise DatasetSourceError(f"{args.dataset} has no '{args.split}' split (has {sorted(splits)})")
@@ -74,16 +98,24 @@ def main(argv: list[str] | None = None) -> int:
             model.output_length, args.split,
             limit=args.limit or None, for_training=False,
         )  # fmt: skip
-    except (CheckpointError, DatasetSourceError, ValueError) as error:
+    except (CheckpointError, DatasetSourceError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    hypotheses = transcribe_dataset(
-        model, dataset, alphabet, args.batch_size, device, resolve_precision(args.precision, device)
+    readings = transcribe_dataset(
+        model, dataset, alphabet, args.batch_size, device, resolve_precision(args.precision, device), decoder
     )
-    rates = error_rates(dataset.texts, hypotheses)
-    print(f"{args.split}: {len(dataset)} lines  CER {100 * rates['cer']:.2f}%  WER {100 * rates['wer']:.2f}%")
+    rates = error_rates(dataset.texts, [r.text for r in readings])
+    print(
+        f"{args.split}: {len(dataset)} lines ({decoder.describe()})  "
+        f"CER {100 * rates['cer']:.2f}%  WER {100 * rates['wer']:.2f}%"
+    )
+    halves = confidence_halves(dataset.texts, readings)
+    print(
+        f"  by confidence: lower half CER {100 * halves['low']['cer']:.2f}%, "
+        f"upper half CER {100 * halves['high']['cer']:.2f}%"
+    )
     if args.output:
-        write_lines(args.output, dataset.texts, hypotheses)
+        write_lines(args.output, dataset.texts, readings)
     return 0
 
 

@@ -34,6 +34,7 @@ from htr.checkpoint import (
 )
 from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_splits, normalize_text
 from htr.evaluate import error_rates, transcribe_dataset
+from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig, count_parameters
 from htr.render import list_fonts
 from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision, seed_everything
@@ -78,6 +79,7 @@ class TrainConfig:
     font_ratio: float = 1.0  # font-rendered lines per real training line in each epoch (with --font-text)
     font_dir: str = ""  # folder of .ttf/.otf/.woff(2) fonts; empty: the bundled ones (htr/fonts)
     render_workers: int = 2  # processes rendering the synthetic lines at the start of each epoch
+    lm_order: int = 6  # order of the character LM built from the training texts into checkpoints; 0: none
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_classes=0))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -169,6 +171,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             alphabet.chars[-added:] if added else "",
         )
     model = model.to(device)
+    lm = build_lm(texts, cfg.lm_order) if cfg.lm_order > 0 else None  # deterministic: rebuilt on resume
 
     height, frames = model_cfg.height, model.output_length
     train_set = LineDataset(splits["train"], alphabet, height, frames, "train", cfg.max_train_lines)
@@ -240,15 +243,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
                 save_state()
                 log.info("stopped at step %d (max_steps); re-run to resume", step)
                 break
-            hypotheses = transcribe_dataset(model, val_set, alphabet, 2 * cfg.batch_size, device, dtype)
-            rates = error_rates(val_set.texts, hypotheses)
+            readings = transcribe_dataset(model, val_set, alphabet, 2 * cfg.batch_size, device, dtype)
+            rates = error_rates(val_set.texts, [r.text for r in readings])
             history.append({"epoch": epoch + 1, "step": step, "train_loss": running,
                             "val_cer": rates["cer"], "val_wer": rates["wer"]})  # fmt: skip
             improved = rates["cer"] < best_cer
             if improved:
                 best_cer, bad_epochs = rates["cer"], 0
                 metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": epoch + 1, "step": step}
-                atomic_save(model_checkpoint(model, alphabet, metrics), best_path)
+                atomic_save(model_checkpoint(model, alphabet, metrics, lm), best_path)
             else:
                 bad_epochs += 1
             log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", epoch + 1, step,

@@ -26,7 +26,8 @@ def test_notebook_runs_top_to_bottom(parquet_dataset, tmp_path, monkeypatch):
     notebook = nbformat.read(ROOT / "handwriting_recognition.ipynb", as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = "\n".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
-    assert "best validation CER" in outputs and "test: 8 lines, CER" in outputs
+    assert "best validation CER" in outputs and "test (greedy): 8 lines, CER" in outputs
+    assert "test (beam 16, 6-gram LM" in outputs  # the trained checkpoint carries its LM
     assert "train: 48 real + 96 synthetic lines" in outputs  # ink and font lines joined the real ones
     assert (tmp_path / "run" / "handwriting_recognizer_best.pth").exists()
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]

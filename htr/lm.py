@@ -1,0 +1,307 @@
+"""Character n-gram language models: built from text, saved as ARPA, queried as a distribution per context.
+
+Tokens are characters; a line is scored as ``<s> c1 c2 ... cn </s>``. Two smoothings: interpolated modified
+Kneser-Ney (``kn``, the default) and interpolated Witten-Bell (``wb``). Both are exact backoff models, written
+as a standard ARPA file (log10 probabilities, the space character spelled ``<space>``) that KenLM and SRILM
+also read; inside a checkpoint the same n-grams are kept in a compact form (see ``CharLM.to_state``).
+
+    python -m htr.lm build train.txt -o iam.arpa --order 6
+    python -m htr.lm build --dataset path/to/iam-dev -o iam.arpa --into handwriting_recognizer_best.pth
+    python -m htr.lm perplexity iam.arpa validation.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+BOS, EOS, UNK = "\x02", "\x03", "\x1a"  # one-character stand-ins for <s>, </s>, <unk>
+ARPA_NAMES = {BOS: "<s>", EOS: "</s>", UNK: "<unk>", " ": "<space>"}
+ARPA_TOKENS = {name: token for token, name in ARPA_NAMES.items()}
+LOG10 = math.log(10)
+SMOOTHINGS = ("kn", "wb")
+
+
+class CharLM:
+    """A backoff character n-gram model: ``logprobs`` maps n-gram strings to natural-log probabilities,
+    ``backoffs`` maps contexts to natural-log backoff weights. Every vocabulary token has a unigram."""
+
+    def __init__(self, order: int, logprobs: dict[str, float], backoffs: dict[str, float]) -> None:
+        if order < 1:
+            raise ValueError("an n-gram model has order >= 1")
+        self.order = order
+        self.logprobs = logprobs
+        self.backoffs = backoffs
+        self.vocab = "".join(sorted(g for g in logprobs if len(g) == 1 and g != BOS))  # tokens that can follow
+        if EOS not in self.vocab or UNK not in self.vocab:
+            raise ValueError("a character LM needs </s> and <unk> among its unigrams")
+        self.index = {token: i for i, token in enumerate(self.vocab)}
+        self._contexts = {g[:-1] for g in logprobs if len(g) > 1}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def distribution(self, context: str) -> np.ndarray:
+        """Natural-log probability of each ``vocab`` token after ``context`` (text, ``BOS``-prefixed at a line
+        start); sums to 1 in probability."""
+        context = context[max(0, len(context) - self.order + 1) :] if self.order > 1 else ""
+        while context and context not in self._contexts:  # back off to the longest context with n-grams
+            context = context[1:]
+        cached = self._cache.get(context)
+        if cached is not None:
+            return cached
+        if context:
+            values = self.distribution(context[1:]) + self.backoffs.get(context, 0.0)
+        else:
+            values = np.full(len(self.vocab), -np.inf)
+        for i, token in enumerate(self.vocab):
+            value = self.logprobs.get(context + token)
+            if value is not None:
+                values[i] = value
+        values.flags.writeable = False
+        if len(self._cache) > 500_000:  # bounded memory over very long batches
+            self._cache.clear()
+        self._cache[context] = values
+        return values
+
+    def logprob(self, context: str, token: str) -> float:
+        """Natural-log probability of one token (a character, ``EOS``; unknown characters count as ``UNK``)."""
+        return float(self.distribution(context)[self.index.get(token, self.index[UNK])])
+
+    def line_logprob(self, text: str) -> float:
+        """Natural-log probability of a whole line, end of line included."""
+        context, total = BOS, 0.0
+        for token in text + EOS:
+            total += self.logprob(context, token)
+            context += token
+        return total
+
+    def perplexity(self, texts: Iterable[str]) -> float:
+        """Per-character perplexity (end of line counted as a character)."""
+        total, count = 0.0, 0
+        for text in texts:
+            total += self.line_logprob(text)
+            count += len(text) + 1
+        return math.exp(-total / max(1, count))
+
+    def to_arpa(self) -> str:
+        by_order: dict[int, list[str]] = defaultdict(list)
+        for gram in self.logprobs:
+            by_order[len(gram)].append(gram)
+        lines = ["\\data\\"] + [f"ngram {n}={len(by_order[n])}" for n in range(1, self.order + 1)]
+        for n in range(1, self.order + 1):
+            lines += ["", f"\\{n}-grams:"]
+            for gram in sorted(by_order[n]):
+                fields = [f"{self.logprobs[gram] / LOG10:.6f}", " ".join(ARPA_NAMES.get(c, c) for c in gram)]
+                if gram in self.backoffs:
+                    fields.append(f"{self.backoffs[gram] / LOG10:.6f}")
+                lines.append("\t".join(fields))
+        return "\n".join(lines + ["", "\\end\\", ""])
+
+    @classmethod
+    def from_arpa(cls, text: str) -> CharLM:
+        """Parse an ARPA backoff model whose tokens are single characters (plus <s>, </s>, <unk>, <space>)."""
+        logprobs: dict[str, float] = {}
+        backoffs: dict[str, float] = {}
+        order, n = 0, 0
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
+                continue
+            if line.startswith("\\") and line.endswith("-grams:"):
+                n = int(line[1:].split("-")[0])
+                order = max(order, n)
+                continue
+            fields = line.split()
+            if n == 0 or len(fields) not in (n + 1, n + 2):
+                raise ValueError(f"ARPA line {number} is malformed: {line[:60]!r}")
+            tokens = [ARPA_TOKENS.get(t, t) for t in fields[1 : n + 1]]
+            if any(len(t) != 1 for t in tokens):
+                raise ValueError(f"ARPA line {number}: not a character model (token {fields[1]!r})")
+            gram = "".join(tokens)
+            logprobs[gram] = float(fields[0]) * LOG10
+            if len(fields) == n + 2:
+                backoffs[gram] = float(fields[n + 1]) * LOG10
+        if not logprobs:
+            raise ValueError("no n-grams found: not an ARPA file")
+        return cls(order, logprobs, backoffs)
+
+    def to_state(self) -> dict:
+        """A compact form for checkpoints (``torch.load(weights_only=True)`` reads it): n-gram strings joined
+        by newlines with float32 natural-log values."""
+        import torch
+
+        return {
+            "order": self.order,
+            "ngrams": "\n".join(self.logprobs),
+            "logprobs": torch.tensor(list(self.logprobs.values()), dtype=torch.float32),
+            "backoff_ngrams": "\n".join(self.backoffs),
+            "backoffs": torch.tensor(list(self.backoffs.values()), dtype=torch.float32),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> CharLM:
+        def table(keys: str, values) -> dict[str, float]:
+            names = keys.split("\n") if keys else []
+            if len(names) != len(values):
+                raise ValueError("language model state is inconsistent")
+            return dict(zip(names, values.tolist()))
+
+        return cls(
+            int(state["order"]),
+            table(state["ngrams"], state["logprobs"]),
+            table(state["backoff_ngrams"], state["backoffs"]),
+        )
+
+
+def count_ngrams(texts: Iterable[str], order: int) -> list[Counter]:
+    """``counts[k]``: occurrences of every k-gram of ``<s> text </s>`` (the lone ``<s>`` excluded)."""
+    counts = [Counter() for _ in range(order + 1)]
+    for text in texts:
+        line = BOS + text + EOS
+        for k in range(1, order + 1):
+            counts[k].update(line[i : i + k] for i in range(len(line) - k + 1))
+    counts[1].pop(BOS, None)
+    return counts
+
+
+def kneser_ney_discounts(counts: Counter) -> tuple[float, float, float]:
+    """Modified Kneser-Ney discounts D1, D2, D3+ from the count-of-counts (Chen & Goodman, 1998)."""
+    n = Counter(c for c in counts.values() if c <= 4)
+    n1, n2, n3, n4 = (n[i] for i in (1, 2, 3, 4))
+    if min(n1, n2, n3, n4) == 0:  # too little text for the estimate: common fixed discounts
+        return 0.5, 1.0, 1.5
+    y = n1 / (n1 + 2 * n2)
+    discounts = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+    return tuple(min(max(d, 0.05), i + 1 - 0.05) for i, d in enumerate(discounts))  # type: ignore[return-value]
+
+
+def build_lm(texts: Iterable[str], order: int = 6, smoothing: str = "kn") -> CharLM:
+    """An interpolated ``order``-gram model of ``texts`` (one line each), as an exact backoff model."""
+    if smoothing not in SMOOTHINGS:
+        raise ValueError(f"unknown smoothing {smoothing!r} (use {' or '.join(SMOOTHINGS)})")
+    counts = count_ngrams(texts, order)
+    if not counts[1]:
+        raise ValueError("no text to build a language model from")
+    vocab = sorted(set(counts[1]) | {EOS, UNK})
+    if smoothing == "kn":  # lower orders count distinct left neighbours, except n-grams that start a line
+        for k in range(order - 1, 0, -1):
+            continuations = Counter(g[1:] for g in counts[k + 1])
+            counts[k] = Counter({g: c if g[0] == BOS else continuations[g] for g, c in counts[k].items()})
+    probs: dict[str, float] = {}  # linear probabilities while building
+    gammas: dict[str, float] = {}  # interpolation weight of the lower order, per context
+
+    def lower(context: str, token: str) -> float:
+        weight = 1.0
+        while True:
+            p = probs.get(context + token)
+            if p is not None:
+                return weight * p
+            if not context:
+                return weight / len(vocab)
+            weight *= gammas.get(context, 1.0)
+            context = context[1:]
+
+    for k in range(1, order + 1):
+        totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # context -> [sum, lower-order mass]
+        discount: dict[str, float] = {}
+        if smoothing == "kn":
+            d = kneser_ney_discounts(counts[k])
+            discount = {g: d[min(c, 3) - 1] for g, c in counts[k].items()}
+        for gram, c in counts[k].items():
+            total = totals[gram[:-1]]
+            total[0] += c
+            total[1] += discount[gram] if smoothing == "kn" else 1  # WB: distinct followers
+        if smoothing == "wb":
+            totals = {h: [s + t, t] for h, (s, t) in totals.items()}
+        level = {}
+        for gram, c in counts[k].items():
+            norm, mass = totals[gram[:-1]]
+            seen = (c - discount[gram]) / norm if smoothing == "kn" else c / norm
+            level[gram] = seen + mass / norm * lower(gram[1:-1], gram[-1])
+        gammas.update({h: mass / norm for h, (norm, mass) in totals.items() if h})
+        if k == 1:
+            root_gamma = totals[""][1] / totals[""][0]
+            level.update({t: root_gamma / len(vocab) for t in vocab if t not in level})
+        probs.update(level)
+    probs[BOS] = 10.0**-99  # ARPA convention: <s> is a unigram that is never predicted
+    return CharLM(
+        order,
+        {g: math.log(p) for g, p in probs.items()},
+        {h: math.log(g) for h, g in gammas.items()},
+    )
+
+
+def read_texts(paths: Iterable[str]) -> list[str]:
+    """Non-empty lines of text files, whitespace collapsed."""
+    texts = []
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            line = " ".join(line.split())
+            if line:
+                texts.append(line)
+    return texts
+
+
+def load_lm(path: str | Path) -> CharLM:
+    """A language model from an ARPA file or from a checkpoint that carries one."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith(b"\\data\\"):
+        return CharLM.from_arpa(path.read_text(encoding="utf-8"))
+    from htr.checkpoint import read_checkpoint
+
+    state = read_checkpoint(path).get("lm")
+    if state is None:
+        raise ValueError(f"{path} is a checkpoint without a language model")
+    return CharLM.from_state(state)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m htr.lm", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build a character n-gram LM from text")
+    build.add_argument("texts", nargs="*", metavar="TEXT", help="text files, one line of text per line")
+    build.add_argument("--dataset", help="also use the texts of this dataset's split (see htr.data)")
+    build.add_argument("--split", default="train", help="the split of --dataset (default: train)")
+    build.add_argument("--order", type=int, default=6)
+    build.add_argument("--smoothing", choices=SMOOTHINGS, default="kn", help="Kneser-Ney or Witten-Bell")
+    build.add_argument("-o", "--output", help="write the model as an ARPA file")
+    build.add_argument("--into", metavar="CHECKPOINT", help="store the model inside this checkpoint")
+    score = commands.add_parser("perplexity", help="per-character perplexity of text files")
+    score.add_argument("lm", help="ARPA file or checkpoint")
+    score.add_argument("texts", nargs="+", metavar="TEXT")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "perplexity":
+            print(f"perplexity {load_lm(args.lm).perplexity(read_texts(args.texts)):.4f}")
+            return 0
+        if not (args.output or args.into):
+            parser.error("give -o ARPA and/or --into CHECKPOINT")
+        texts = read_texts(args.texts)
+        if args.dataset:
+            from htr.data import load_splits, normalize_text
+
+            texts += [t for t in map(normalize_text, load_splits(args.dataset)[args.split]["text"]) if t]
+        lm = build_lm(texts, args.order, args.smoothing)
+        sizes = Counter(len(g) for g in lm.logprobs)
+        print(f"{len(texts)} lines -> {args.order}-gram {args.smoothing}: {sum(sizes.values())} n-grams")
+        if args.output:
+            Path(args.output).write_text(lm.to_arpa(), encoding="utf-8")
+        if args.into:
+            from htr.checkpoint import store_lm
+
+            store_lm(args.into, lm)
+    except Exception as error:  # one clear line at the command-line edge
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
