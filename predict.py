@@ -38,6 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto",
+        help="auto: bf16 on GPUs and on CPUs with native bf16 support, else fp32",
+    )  # fmt: skip
     add_decoder_arguments(parser, default="auto")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from htr.preprocess import load_image
 
     try:
-        recognizer = Recognizer(args.checkpoint, args.device, **decoder_options(args))
+        recognizer = Recognizer(args.checkpoint, args.device, args.precision, **decoder_options(args))
     except (CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

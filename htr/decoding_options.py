@@ -7,8 +7,8 @@ import argparse
 DECODERS = ("greedy", "beam")
 # Tuned for the shipped model on iam-dev/validation only (README, "Decoding").
 DEFAULT_BEAM_WIDTH = 16
-DEFAULT_LM_WEIGHT = 0.5
-DEFAULT_INSERTION_BONUS = 0.5
+DEFAULT_LM_WEIGHT = 0.8
+DEFAULT_INSERTION_BONUS = 1.5
 
 
 def add_decoder_arguments(parser: argparse.ArgumentParser, default: str) -> None:

@@ -2,11 +2,12 @@
 
 Tokens are characters; a line is scored as ``<s> c1 c2 ... cn </s>``. Two smoothings: interpolated modified
 Kneser-Ney (``kn``, the default) and interpolated Witten-Bell (``wb``). Both are exact backoff models, written
-as a standard ARPA file (log10 probabilities, the space character spelled ``<space>``) that KenLM and SRILM
-also read; inside a checkpoint the same n-grams are kept in a compact form (see ``CharLM.to_state``).
+in the standard ARPA backoff format (log10 probabilities, the space character spelled ``<space>``) that n-gram
+toolkits read; inside a checkpoint the same n-grams are kept in a compact form (see ``CharLM.to_state``).
 
     python -m htr.lm build train.txt -o iam.arpa --order 6
-    python -m htr.lm build --dataset path/to/iam-dev -o iam.arpa --into handwriting_recognizer_best.pth
+    python -m htr.lm build --dataset path/to/iam-dev --exclude-split validation -o iam.arpa \\
+        --into handwriting_recognizer_best.pth
     python -m htr.lm perplexity iam.arpa validation.txt
 """
 
@@ -247,6 +248,13 @@ def read_texts(paths: Iterable[str]) -> list[str]:
     return texts
 
 
+def drop_overlapping(texts: list[str], held_out: Iterable[str], window: int = 20) -> list[str]:
+    """``texts`` without the lines that share a passage of ``window`` characters with ``held_out`` (so that an
+    LM does not know the evaluation text)."""
+    passages = {t[i : i + window] for t in held_out for i in range(max(1, len(t) - window + 1))}
+    return [t for t in texts if not any(t[i : i + window] in passages for i in range(max(1, len(t) - window + 1)))]
+
+
 def load_lm(path: str | Path) -> CharLM:
     """A language model from an ARPA file or from a checkpoint that carries one."""
     path = Path(path)
@@ -269,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("texts", nargs="*", metavar="TEXT", help="text files, one line of text per line")
     build.add_argument("--dataset", help="also use the texts of this dataset's split (see htr.data)")
     build.add_argument("--split", default="train", help="the split of --dataset (default: train)")
+    build.add_argument("--ink", metavar="IAMONDB", help="also use the texts of an IAM-OnDB folder or archive")
+    build.add_argument(
+        "--exclude-split", metavar="SPLIT",
+        help="leave out lines sharing a 20-character passage with this split of --dataset (e.g. validation)",
+    )  # fmt: skip
     build.add_argument("--order", type=int, default=6)
     build.add_argument("--smoothing", choices=SMOOTHINGS, default="kn", help="Kneser-Ney or Witten-Bell")
     build.add_argument("-o", "--output", help="write the model as an ARPA file")
@@ -287,10 +300,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.dataset:
             from htr.data import load_splits, normalize_text
 
-            texts += [t for t in map(normalize_text, load_splits(args.dataset)[args.split]["text"]) if t]
+            splits = load_splits(args.dataset)
+            texts += [t for t in map(normalize_text, splits[args.split]["text"]) if t]
+        if args.ink:
+            from htr.iamondb import load_iamondb
+
+            texts += [line.text for line in load_iamondb(args.ink)]
+        if args.exclude_split:
+            if not args.dataset:
+                parser.error("--exclude-split needs --dataset")
+            count = len(texts)
+            texts = drop_overlapping(texts, map(normalize_text, splits[args.exclude_split]["text"]))
+            print(f"left out {count - len(texts)} lines sharing a passage with {args.exclude_split}")
         lm = build_lm(texts, args.order, args.smoothing)
-        sizes = Counter(len(g) for g in lm.logprobs)
-        print(f"{len(texts)} lines -> {args.order}-gram {args.smoothing}: {sum(sizes.values())} n-grams")
+        print(f"{len(texts)} lines -> {args.order}-gram {args.smoothing}: {len(lm.logprobs)} n-grams")
         if args.output:
             Path(args.output).write_text(lm.to_arpa(), encoding="utf-8")
         if args.into:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from htr.checkpoint import load_model
+from htr.lm import load_lm
 from htr.model import ModelConfig
 from htr.train import TrainConfig, train
 from tests.conftest import TINY_MODEL, render_line
@@ -47,6 +48,11 @@ def test_train_interrupt_resume_evaluate_predict(parquet_dataset, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     assert "test: 8 lines" in evaluated.stdout and "CER" in evaluated.stdout and "WER" in evaluated.stdout
     assert len(results.read_text().splitlines()) == 1 + 8
+    assert load_lm(best).order == 6  # training stored an LM of its training texts in the checkpoint
+    beam = run("-m", "htr.evaluate", "--checkpoint", str(best), "--dataset", str(parquet_dataset), "--split", "test",
+               "--decoder", "beam", "--beam-width", "4")  # fmt: skip
+    assert beam.returncode == 0, beam.stderr
+    assert "test: 8 lines (beam 4, 6-gram LM" in beam.stdout and "lower half CER" in beam.stdout
 
     image = tmp_path / "line.png"
     render_line("the cat").save(image)
@@ -54,3 +60,4 @@ def test_train_interrupt_resume_evaluate_predict(parquet_dataset, tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["path"] for r in rows] == [str(image), str(image)] and all(isinstance(r["text"], str) for r in rows)
+    assert all(0 <= r["confidence"] <= 1 for r in rows)

@@ -70,3 +70,19 @@ def test_unusable_checkpoint_exits_2_with_advice(tmp_path, images):
     result = predict("--checkpoint", str(tmp_path / "none.pth"), str(images / "a.png"))
     assert result.returncode == 2 and "python -m htr.train" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_decoder_options_and_confidence_columns(checkpoint, images, tmp_path):
+    lm = tmp_path / "lm.arpa"
+    built = subprocess.run([sys.executable, "-m", "htr.lm", "build", "-o", str(lm), str(images / "notes.txt")],
+                           cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    for options in (["--decoder", "greedy"], ["--decoder", "beam", "--lm", "none"], ["--lm", str(lm)]):
+        result = predict("--checkpoint", checkpoint, "--format", "tsv", *options, str(images / "a.png"))
+        assert result.returncode == 0, result.stderr
+        path, text, confidence = result.stdout.rstrip("\n").split("\t")
+        assert path == str(images / "a.png") and 0 <= float(confidence) <= 1
+    missing = predict("--checkpoint", checkpoint, "--lm", str(tmp_path / "nope.arpa"), str(images / "a.png"))
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    bad = predict("--checkpoint", checkpoint, "--beam-width", "0", str(images / "a.png"))
+    assert bad.returncode == 2 and "--beam-width" in bad.stderr

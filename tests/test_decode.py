@@ -1,0 +1,167 @@
+"""Character LM, CTC prefix beam search and confidences, against brute force on tiny inputs."""
+
+import itertools
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from htr.alphabet import BLANK, Alphabet
+from htr.beam import LMScorer, prefix_beam_search
+from htr.checkpoint import atomic_save, model_checkpoint
+from htr.decode import Decoder, confidences, greedy_paths
+from htr.lm import BOS, EOS, CharLM, build_lm, drop_overlapping, load_lm
+from htr.model import CRNN, ModelConfig
+from tests.conftest import random_texts
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["the cat sat on the mat", "then the hat", "that is the thing", "a bat, a cat and a rat."]
+
+
+def sampled_contexts(lm: CharLM, texts: list[str], count: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    contexts = [(BOS + text)[: rng.randrange(len(text) + 2)] for text in rng.choices(texts, k=count)]
+    return contexts + ["zzz", BOS + "q!", "".join(rng.choices(lm.vocab, k=5))]  # unseen ones too
+
+
+@pytest.mark.parametrize("smoothing", ["kn", "wb"])
+@pytest.mark.parametrize("order", [1, 2, 4, 6])
+def test_lm_probabilities_sum_to_one_over_the_vocabulary(smoothing, order):
+    texts = random_texts(60, seed=order) + TEXTS
+    lm = build_lm(texts, order, smoothing)
+    assert EOS in lm.vocab and set("the cat") <= set(lm.vocab)
+    for context in sampled_contexts(lm, texts, 50):
+        assert math.isclose(np.exp(lm.distribution(context)).sum(), 1.0, rel_tol=1e-9), repr(context)
+
+
+def test_lm_prefers_seen_text_and_its_arpa_and_checkpoint_forms_are_the_same_model(tmp_path):
+    lm = build_lm(TEXTS * 3, order=4)
+    assert lm.logprob(BOS + "th", "e") > lm.logprob(BOS + "th", "x") > -math.inf
+    assert lm.perplexity(["the cat"]) < lm.perplexity(["xqz vwk"])
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text(lm.to_arpa())
+    assert "<space>" in arpa.read_text() and "\\4-grams:" in arpa.read_text()
+    from_arpa, from_state = load_lm(arpa), CharLM.from_state(lm.to_state())
+    for context in sampled_contexts(lm, TEXTS, 30):
+        expected = lm.distribution(context)
+        np.testing.assert_allclose(from_arpa.distribution(context), expected, atol=1e-5)
+        np.testing.assert_allclose(from_state.distribution(context), expected, atol=1e-5)
+
+
+def test_lm_build_command_writes_arpa_and_stores_into_a_checkpoint(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(TEXTS) + "\n\n")
+    alphabet = Alphabet.from_texts(TEXTS)
+    config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 8]], rnn_hidden=8,
+                         rnn_layers=1)  # fmt: skip
+    checkpoint = tmp_path / "model.pth"
+    atomic_save(model_checkpoint(CRNN(config), alphabet), checkpoint)
+    run = [sys.executable, "-m", "htr.lm"]
+    built = subprocess.run([*run, "build", str(text), "-o", str(tmp_path / "lm.arpa"), "--order", "3",
+                            "--into", str(checkpoint)], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert load_lm(checkpoint).order == 3 and load_lm(tmp_path / "lm.arpa").vocab == load_lm(checkpoint).vocab
+    scored = subprocess.run([*run, "perplexity", str(tmp_path / "lm.arpa"), str(text)], cwd=ROOT,
+                            capture_output=True, text=True)  # fmt: skip
+    assert scored.returncode == 0 and 1 < float(scored.stdout.split()[-1]) < 10
+    refused = subprocess.run([*run, "perplexity", str(text), str(text)], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+
+
+def collapse(path: tuple[int, ...]) -> tuple[int, ...]:
+    labels, previous = [], None
+    for p in path:
+        if p != BLANK and p != previous:
+            labels.append(p)
+        previous = p
+    return tuple(labels)
+
+
+def brute_force_best(log_probs: np.ndarray, alphabet: Alphabet, lm: CharLM | None, weight: float, bonus: float):
+    """The label sequence maximising log P_ctc + weight * log P_lm (end included) + bonus * length."""
+    totals: dict[tuple[int, ...], float] = {}
+    for path in itertools.product(range(log_probs.shape[1]), repeat=len(log_probs)):
+        labels = collapse(path)
+        score = sum(log_probs[t, c] for t, c in enumerate(path))
+        totals[labels] = np.logaddexp(totals.get(labels, -np.inf), score)
+
+    def objective(labels):  # noqa: E306
+        lm_score = weight * lm.line_logprob(alphabet.decode(labels)) if lm and weight else 0.0
+        return totals[labels] + lm_score + bonus * len(labels)
+
+    return list(max(totals, key=objective))
+
+
+def test_wide_beam_finds_the_exact_best_labelling_with_and_without_lm():
+    rng = np.random.default_rng(0)
+    alphabet = Alphabet("ab ")
+    lm = build_lm(["ab ba", "aa b", "bab a", "a b a b"], order=3)
+    scorer = LMScorer(lm, alphabet)
+    for trial in range(60):
+        log_probs = np.log(rng.dirichlet(np.full(4, 0.5), size=rng.integers(1, 6)))
+        weight, bonus = [(0.0, 0.0), (0.6, 0.0), (1.0, 0.5)][trial % 3]
+        found = prefix_beam_search(log_probs, alphabet, 1000, scorer, weight, bonus, prune_logp=-np.inf)
+        assert found == brute_force_best(log_probs, alphabet, lm, weight, bonus), trial
+
+
+def peaked_posteriors(rng: np.random.Generator, frames: int, classes: int, peak: float = 0.7) -> np.ndarray:
+    """Random posteriors whose best class has at least ``peak`` probability, like a trained network's."""
+    probs = rng.dirichlet(np.ones(classes), size=frames) * (1 - peak)
+    probs[np.arange(frames), rng.integers(0, classes, size=frames)] += peak
+    return np.log(probs)
+
+
+def test_beam_width_one_without_lm_equals_greedy():
+    rng = np.random.default_rng(1)
+    alphabet = Alphabet("abcde")
+    for _ in range(200):
+        log_probs = peaked_posteriors(rng, int(rng.integers(1, 60)), alphabet.num_classes)
+        greedy = greedy_paths(torch.from_numpy(log_probs)[:, None], torch.tensor([len(log_probs)]))[0]
+        assert prefix_beam_search(log_probs, alphabet, beam_width=1) == greedy
+
+
+def test_language_model_resolves_an_ambiguous_character():
+    alphabet = Alphabet(" abehtn")
+    index = {c: i + 1 for i, c in enumerate(alphabet.chars)}
+    # "t", then a frame where "b" looks slightly likelier than "h", then "e", then " ", "c"-less "cat" ending
+    frames = [{"t": 0.9}, {}, {"b": 0.5, "h": 0.42}, {}, {"e": 0.9}, {}, {"n": 0.9}]
+    log_probs = np.full((len(frames), alphabet.num_classes), 1e-3)
+    for t, frame in enumerate(frames):
+        for char, p in frame.items():
+            log_probs[t, index[char]] = p
+        log_probs[t, BLANK] = max(1e-3, 1 - sum(frame.values()))
+    log_probs = np.log(log_probs / log_probs.sum(1, keepdims=True))
+    greedy = alphabet.decode(greedy_paths(torch.from_numpy(log_probs)[:, None], torch.tensor([len(frames)]))[0])
+    lm = build_lm(["then", "then the", "the hen", "when then"] * 5, order=4)
+    decoder = Decoder("beam", beam_width=8, lm=lm, lm_weight=1.0, insertion_bonus=0.0)
+    beam = alphabet.decode(decoder.paths(torch.from_numpy(log_probs)[:, None], torch.tensor([7]), alphabet)[0])
+    assert greedy == "tben" and beam == "then"
+
+
+def test_confidence_is_the_per_character_probability_of_the_text():
+    rng = np.random.default_rng(2)
+    log_probs = np.log(rng.dirichlet(np.ones(3), size=4))
+    path = [1, 2]
+    total = -np.inf
+    for p in itertools.product(range(3), repeat=4):
+        if list(collapse(p)) == path:
+            total = np.logaddexp(total, sum(log_probs[t, c] for t, c in enumerate(p)))
+    (confidence,) = confidences(torch.from_numpy(log_probs)[:, None], torch.tensor([4]), [path])
+    assert math.isclose(confidence, math.exp(total / 3), rel_tol=1e-5)
+    sure = np.log(np.full((20, 6), 0.01) + np.eye(6)[rng.integers(0, 6, 20)])
+    unsure = np.log(np.full((20, 6), 1 / 6))
+    batch = torch.from_numpy(np.stack([sure, unsure], axis=1)).log_softmax(-1)
+    paths = greedy_paths(batch, torch.tensor([20, 20]))
+    high, low = confidences(batch, torch.tensor([20, 20]), paths)
+    assert 0 <= low < 0.5 < high <= 1
+
+
+def test_lines_sharing_a_passage_with_held_out_text_are_left_out():
+    texts = ["the quick brown fox jumps over", "a lazy dog sleeps", "brown fox jumps over the hill"]
+    assert drop_overlapping(texts, ["see the quick brown fox jump"], window=15) == texts[1:]
+    assert drop_overlapping(texts, ["nothing shared here at all"], window=15) == texts
