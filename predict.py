@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def expand(path: str) -> tuple[list[str], str | None]:
     return [], "no such file or folder"
 
 
+def failure_reason(file: str, error: Exception) -> str:
+    """One line saying why ``file`` could not be read."""
+    if isinstance(error, OSError) and error.strerror:  # permission denied, is a directory, ...
+        return error.strerror.lower()
+    if os.path.isfile(file) and os.path.getsize(file) == 0:
+        return "empty file"
+    if type(error).__name__ == "UnidentifiedImageError":
+        return "not an image, or a format Pillow cannot read"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def emit(fmt: str, path: str, text: str, confidence: float) -> None:
     if fmt == "json":
         print(json.dumps({"path": path, "text": text, "confidence": round(confidence, 4)}, ensure_ascii=False))
@@ -99,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(recognizer.prepare(load_image(file)))
             read_ok.append(file)
         except Exception as error:  # any decoding problem: name the file, go on with the others
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            print(f"{file}: cannot read image: {reason}", file=sys.stderr)
+            print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
             failed = True
     for file, reading in zip(read_ok, recognizer.read_prepared(lines, args.batch_size)):
         emit(args.format, file, reading.text, reading.confidence)

@@ -8,7 +8,9 @@ A model checkpoint is a plain dict that ``torch.load(path, weights_only=True)`` 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +74,25 @@ def read_checkpoint(path: str | Path) -> dict:
             "or train one with `python -m htr.train` or the notebook)"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. pickle-protocol notes; refusals still raise
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: corrupt, or holds objects other than tensors and plain data "
+            "(htr only loads weights, never code)"
+        ) from None
+    except (EOFError, RuntimeError, OSError, ValueError) as error:  # torch raises these for damaged files
+        reason = str(error).split(". ")[0].splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: truncated or damaged file ({reason})") from None
     if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "alphabet" not in checkpoint:
         raise CheckpointError(f"{path} is not an htr model checkpoint (no model_config/alphabet)")
     version = checkpoint.get("format_version")
     if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {version}; this htr reads format {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint format {version} (written by htr {checkpoint.get('htr_version', '?')}); "
+            f"this htr {__version__} reads format {FORMAT_VERSION}"
+        )
     return checkpoint
 
 

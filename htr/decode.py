@@ -91,9 +91,12 @@ def make_decoder(
     ``auto``, none for ``none``, else the ARPA file or checkpoint at path ``lm``. ``auto`` decoder: beam search
     when there is an LM, else greedy."""
     language_model = None
-    if lm == "auto":
-        language_model = CharLM.from_state(checkpoint["lm"]) if checkpoint.get("lm") else None
-    elif lm != "none":
+    if lm == "auto" and checkpoint.get("lm"):
+        try:
+            language_model = CharLM.from_state(checkpoint["lm"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"the checkpoint's language model is unreadable ({error}); try --lm none") from None
+    elif lm not in ("auto", "none"):
         language_model = load_lm(lm)
     if decoder == "auto":
         decoder = "beam" if language_model is not None else "greedy"

@@ -14,7 +14,7 @@ from htr.batching import bucketed_batches
 from htr.checkpoint import model_from_checkpoint, read_checkpoint
 from htr.decode import Decoder, confidences, make_decoder
 from htr.model import CRNN
-from htr.preprocess import pad_batch, preprocess
+from htr.preprocess import has_ink, pad_batch, preprocess
 from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision
 
 
@@ -33,11 +33,19 @@ def transcribe(
 ) -> list[Reading]:  # fmt: skip
     """Readings of lines ``line(0) .. line(n - 1)`` ((1, H, W) tensors of the given widths), in that order.
 
-    Lines are batched by width to cut padding; the model must already be in eval mode. Greedy by default."""
+    Lines are batched by width to cut padding; the model must already be in eval mode. Greedy by default.
+    A line without ink reads as empty text with confidence 1."""
     decoder = decoder or Decoder()
     readings: list[Reading | None] = [None] * len(widths)
     for indices in bucketed_batches(widths, batch_size, seed=None):
-        images, batch_widths = pad_batch([line(i) for i in indices])
+        lines = {i: line(i) for i in indices}
+        for i in [i for i, image in lines.items() if not has_ink(image)]:  # blank: nothing to read, for sure
+            readings[i] = Reading("", 1.0)
+            del lines[i]
+        if not lines:
+            continue
+        indices = list(lines)
+        images, batch_widths = pad_batch(list(lines.values()))
         images = images.to(device)
         if prefers_channels_last(device, dtype):
             images = images.contiguous(memory_format=torch.channels_last)

@@ -8,6 +8,7 @@ with a small margin, contrast stretched. Because paper is 0.0, padding a batch w
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +18,49 @@ from PIL import Image, ImageOps
 MIN_CONTRAST = 48.0  # grey levels; fainter images are not stretched more than this, so paper noise stays small
 MIN_WIDTH = 16  # narrower results are stretched to this, so every line yields a few CTC frames
 MAX_ASPECT = 32  # lines wider than MAX_ASPECT × height are squeezed horizontally to that width
+MAX_PIXELS = 64_000_000  # larger images are refused from their header, before any pixel is decoded
+WORK_PIXELS = 16_000_000  # larger images are first shrunk (box filter) to about this size, bounding memory
+INK_THRESHOLD = 0.5  # an ink-map value above this is ink; an image with none reads as empty text
+
+
+class ImageRefused(ValueError):
+    """An image that is not read on purpose (too large to decode safely)."""
 
 
 def load_image(source: str | Path | bytes) -> Image.Image:
-    """Open an image from a path or encoded bytes and decode its first frame."""
-    image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-    image.seek(0)
+    """Open an image from a path or encoded bytes and decode its first frame.
+
+    Images over ``MAX_PIXELS`` are refused from their header (a decompression bomb cannot allocate)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            limit = MAX_PIXELS // 1_000_000
+            raise ImageRefused(f"image too large to decode safely (over {limit} megapixels)") from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise ImageRefused(
+            f"image too large to decode safely ({width}×{height}, over {MAX_PIXELS // 1_000_000} megapixels)"
+        )
+    image.seek(0)  # multi-frame GIF/TIFF/WebP: the first frame
     image.load()
     return image
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
-    """(H, W) uint8 array: EXIF orientation applied, transparency on white, 16-bit scaled down."""
-    image = ImageOps.exif_transpose(image)
+    """(H, W) uint8 array: EXIF orientation applied, transparency on white, 16-bit scaled down, images over
+    ``WORK_PIXELS`` shrunk by an integer factor."""
+    gray = _grayscale(ImageOps.exif_transpose(image))
+    factor = int(np.ceil(np.sqrt(gray.size / WORK_PIXELS)))
+    return np.asarray(Image.fromarray(gray).reduce(factor)) if factor > 1 else gray
+
+
+def _grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return (np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257).round().astype(np.uint8)
+        values = np.asarray(image).clip(0, 65535).astype(np.uint32)
+        return ((values * 255 + 32767) // 65535).astype(np.uint8)  # scaled, not clipped
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
         scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0
@@ -52,7 +81,7 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     return np.clip((paper - values) / max(paper - dark, MIN_CONTRAST), 0.0, 1.0).astype(np.float32)
 
 
-def crop_to_ink(ink: np.ndarray, threshold: float = 0.5, margin: float = 0.08) -> np.ndarray:
+def crop_to_ink(ink: np.ndarray, threshold: float = INK_THRESHOLD, margin: float = 0.08) -> np.ndarray:
     """Crop to the bounding box of pixels above ``threshold``, plus ``margin`` × box height on each side."""
     rows = np.flatnonzero((ink > threshold).any(axis=1))
     cols = np.flatnonzero((ink > threshold).any(axis=0))
@@ -76,6 +105,11 @@ def preprocess(image: Image.Image, height: int) -> torch.Tensor:
     width = scaled_width(ink.shape[1], ink.shape[0], height, MAX_ASPECT * height)
     resized = Image.fromarray(np.ascontiguousarray(ink)).resize((width, height), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)).unsqueeze(0)
+
+
+def has_ink(line: torch.Tensor) -> bool:
+    """Whether a preprocessed line holds any ink (a blank image reads as empty text)."""
+    return bool((line > INK_THRESHOLD).any())
 
 
 def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

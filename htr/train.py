@@ -106,8 +106,9 @@ def ctc_losses(model: CRNN, batch: dict, device: torch.device, dtype: torch.dtyp
 def train_step(
     model: CRNN, batch: dict, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device, dtype: torch.dtype | None,
-) -> float:  # fmt: skip
-    """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss."""
+) -> float | None:  # fmt: skip
+    """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss, or None when
+    the loss was not finite and the batch was skipped."""
     images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
     if cfg.use_augment:
         images, widths = augment_batch(images, widths, cfg.augment)
@@ -116,6 +117,9 @@ def train_step(
     main, aux = ctc_losses(model, {**batch, "images": images, "widths": widths}, device, dtype)
     loss = main + cfg.shortcut_weight * aux if aux is not None else main
     optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):  # skip the update rather than poison the weights; the schedule moves on
+        scheduler.step()
+        return None
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
@@ -139,7 +143,8 @@ def synthetic_renderers(cfg: TrainConfig) -> list[tuple[Renderer, float]]:
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> dict:
-    """Train (or resume) as configured; returns ``{"best_cer", "history", "best_path", "state_path"}``."""
+    """Train (or resume) as configured; returns ``{"best_cer", "history", "best_path", "state_path",
+    "skipped_batches"}``."""
     out = Path(cfg.output_dir)
     best_path, state_path = out / BEST_NAME, out / STATE_NAME
     device = resolve_device(cfg.device)
@@ -189,6 +194,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     epoch, batch_in_epoch, step, best_cer, bad_epochs, history = 0, 0, 0, math.inf, 0, []
+    skipped_batches = 0  # batches whose loss was not finite
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -196,6 +202,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         scaler.load_state_dict(state["scaler"])
         epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
         best_cer, bad_epochs, history = state["best_cer"], state["bad_epochs"], state["history"]
+        skipped_batches = state.get("skipped_batches", 0)
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"])
@@ -211,7 +218,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             "model_config": model_cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
             "batch_in_epoch": batch_in_epoch, "step": step, "best_cer": best_cer, "bad_epochs": bad_epochs,
-            "history": history, "rng_cpu": torch.get_rng_state(),
+            "history": history, "skipped_batches": skipped_batches, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
         }, state_path)  # fmt: skip
 
@@ -232,8 +239,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
             for batch in bar:
                 loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype)
                 step, batch_in_epoch = step + 1, batch_in_epoch + 1
-                running = loss if running is None else 0.95 * running + 0.05 * loss
-                bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                if loss is None:
+                    skipped_batches += 1
+                    log.warning("step %d: non-finite loss, batch skipped (%d so far)", step, skipped_batches)
+                else:
+                    running = loss if running is None else 0.95 * running + 0.05 * loss
+                    bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
                 if cfg.save_every and step % cfg.save_every == 0:
@@ -267,7 +278,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         save_state()
         log.info("interrupted at step %d; state saved to %s, re-run to resume", step, state_path)
         raise
-    return {"best_cer": best_cer, "history": history, "best_path": best_path, "state_path": state_path}
+    return {"best_cer": best_cer, "history": history, "best_path": best_path, "state_path": state_path,
+            "skipped_batches": skipped_batches}  # fmt: skip
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, config: object, prefix: str = "") -> None:
@@ -317,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    print(f"best validation CER {100 * result['best_cer']:.2f}%: {result['best_path']}")
+    if math.isinf(result["best_cer"]):
+        print("no validation yet (stopped inside the first epoch); re-run to resume")
+    else:
+        print(f"best validation CER {100 * result['best_cer']:.2f}%: {result['best_path']}")
     return 0
 
 

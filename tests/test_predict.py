@@ -86,3 +86,44 @@ def test_decoder_options_and_confidence_columns(checkpoint, images, tmp_path):
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     bad = predict("--checkpoint", checkpoint, "--beam-width", "0", str(images / "a.png"))
     assert bad.returncode == 2 and "--beam-width" in bad.stderr
+
+
+class Payload:
+    """A pickle that would create a file when unpickled without ``weights_only``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_bad_checkpoints_get_one_line_and_exit_2_and_never_run_code(checkpoint, images, tmp_path):
+    import os
+
+    import torch
+
+    marker = tmp_path / "code_ran"
+    data = Path(checkpoint).read_bytes()
+    files = {
+        "random.pth": os.urandom(4096),
+        "truncated.pth": data[: len(data) // 2],
+        "empty.pth": b"",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save({"model_config": {}, "alphabet": "ab", "x": Payload(marker)}, tmp_path / "malicious.pth")
+    torch.save(torch.zeros(3), tmp_path / "foreign.pth")
+    newer = torch.load(checkpoint, weights_only=True)
+    newer["format_version"] = 99
+    torch.save(newer, tmp_path / "newer.pth")
+    expected = {
+        "random.pth": "corrupt", "truncated.pth": "truncated", "empty.pth": "truncated",
+        "malicious.pth": "never code", "foreign.pth": "not an htr model checkpoint", "newer.pth": "format 99",
+    }  # fmt: skip
+    for name, reason in expected.items():
+        result = predict("--checkpoint", str(tmp_path / name), str(images / "a.png"))
+        assert result.returncode == 2, (name, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and reason in lines[0], (name, result.stderr)
+    assert not marker.exists()  # the payload was refused, not executed
