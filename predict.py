@@ -1,10 +1,11 @@
-"""Read handwritten text lines from images with a trained checkpoint.
+"""Read handwritten text lines (or paragraphs and pages, split into lines) from images with a trained checkpoint.
 
     python predict.py examples/*.png
     python predict.py --format json scans/ "photos/**/*.jpg"
 
 PATH is an image file, a folder (its images, sorted by name) or a glob pattern. Results are printed in
-input order on stdout; an input that cannot be read gets one line on stderr and the others still run.
+input order on stdout; a page's lines are joined by newlines (text), " / " (tsv), or listed with their boxes
+(JSON "lines"). An input that cannot be read gets one line on stderr and the others still run.
 Exit status: 0 when every image was read, 1 when some failed, 2 for usage errors or an unusable checkpoint.
 """
 
@@ -43,6 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--precision", choices=["auto", "fp32", "bf16"], default="auto",
         help="auto: bf16 on GPUs and on CPUs with native bf16 support, else fp32",
     )  # fmt: skip
+    parser.add_argument(
+        "--segment", choices=["auto", "never", "always"], default="auto",
+        help="find the text lines of paragraph or page images; auto: when an image holds more than one line",
+    )  # fmt: skip
     add_decoder_arguments(parser, default="auto")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -76,11 +81,20 @@ def failure_reason(file: str, error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def emit(fmt: str, path: str, text: str, confidence: float) -> None:
+def emit(fmt: str, path: str, readings: list, boxes: list | None) -> None:
+    """Print the result for one image: its line readings, and their boxes when it was segmented."""
+    text = "\n".join(r.text for r in readings)
+    confidence = sum(r.confidence for r in readings) / len(readings)
     if fmt == "json":
-        print(json.dumps({"path": path, "text": text, "confidence": round(confidence, 4)}, ensure_ascii=False))
+        result = {"path": path, "text": text, "confidence": round(confidence, 4)}
+        if boxes is not None:
+            result["lines"] = [
+                {"text": r.text, "box": list(box), "confidence": round(r.confidence, 4)}
+                for r, box in zip(readings, boxes)
+            ]
+        print(json.dumps(result, ensure_ascii=False))
     elif fmt == "tsv":
-        print(f"{path}\t{text}\t{confidence:.4f}")
+        print(f"{path}\t{text.replace(chr(10), ' / ')}\t{confidence:.4f}")
     else:
         print(text)
 
@@ -104,17 +118,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {reason}", file=sys.stderr)
             failed = True
         files.extend(found)
-    read_ok: list[str] = []
+    read_ok: list[tuple[str, list | None, int]] = []  # file, boxes of its lines (None: one line), line count
     lines = []
     for file in files:
         try:
-            lines.append(recognizer.prepare(load_image(file)))
-            read_ok.append(file)
+            found, boxes = recognizer.prepare_lines(load_image(file), args.segment)
         except Exception as error:  # any decoding problem: name the file, go on with the others
             print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
             failed = True
-    for file, reading in zip(read_ok, recognizer.read_prepared(lines, args.batch_size)):
-        emit(args.format, file, reading.text, reading.confidence)
+            continue
+        lines.extend(found)
+        read_ok.append((file, boxes, len(found)))
+    readings = iter(recognizer.read_prepared(lines, args.batch_size))  # all lines of all images, batched by width
+    for file, boxes, count in read_ok:
+        emit(args.format, file, [next(readings) for _ in range(count)], boxes)
     return 1 if failed else 0
 
 

@@ -14,8 +14,9 @@ from htr.batching import bucketed_batches
 from htr.checkpoint import model_from_checkpoint, read_checkpoint
 from htr.decode import Decoder, confidences, make_decoder
 from htr.model import CRNN
-from htr.preprocess import has_ink, pad_batch, preprocess
+from htr.preprocess import has_ink, ink_map, line_tensor, pad_batch, preprocess, to_grayscale
 from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision
+from htr.segment import looks_like_one_line, segment_lines
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,22 @@ class Recognizer:
         self.decoder = make_decoder(state, **decoder_options)
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
-        """The model's input for one PIL image: (1, H, W)."""
+        """The model's input for one PIL image of a line: (1, H, W)."""
         return preprocess(image, self.model.config.height)
+
+    def prepare_lines(self, image: Image.Image, segment: str = "auto") -> tuple[list[torch.Tensor], list | None]:
+        """The model's inputs for the text lines of an image, and their boxes (None when not segmented).
+
+        ``segment``: ``auto`` (split into lines when more than one is found), ``always`` or ``never``."""
+        gray = to_grayscale(image)
+        ink = ink_map(gray)
+        height = self.model.config.height
+        if segment == "always" or (segment == "auto" and not looks_like_one_line(ink)):
+            scale = max(image.size) / max(gray.shape)  # to_grayscale may have shrunk a huge image
+            lines = segment_lines(ink, scale)
+            if len(lines) > 1 or (segment == "always" and lines):
+                return [line_tensor(line.ink, height) for line in lines], [line.box for line in lines]
+        return [line_tensor(ink, height)], None
 
     def read_prepared(self, lines: list[torch.Tensor], batch_size: int = 16) -> list[Reading]:
         """Readings of preprocessed lines, in input order."""

@@ -101,7 +101,12 @@ def scaled_width(width: int, height: int, target_height: int, max_width: int | N
 
 def preprocess(image: Image.Image, height: int) -> torch.Tensor:
     """A PIL line image -> (1, height, W) float tensor, ink 1.0 on paper 0.0 (see module docstring)."""
-    ink = crop_to_ink(ink_map(to_grayscale(image)))
+    return line_tensor(ink_map(to_grayscale(image)), height)
+
+
+def line_tensor(ink: np.ndarray, height: int) -> torch.Tensor:
+    """An ink map (paper 0, ink 1) of one line -> cropped to the ink and scaled to (1, height, W)."""
+    ink = crop_to_ink(ink)
     width = scaled_width(ink.shape[1], ink.shape[0], height, MAX_ASPECT * height)
     resized = Image.fromarray(np.ascontiguousarray(ink)).resize((width, height), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)).unsqueeze(0)

@@ -148,3 +148,25 @@ def render_text(text: str, font_path: str | Path, rng: np.random.Generator, heig
     )  # fmt: skip
     canvas = canvas.rotate(rng.normal(0, 1.0), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=paper)
     return scan_finish(canvas, rng)
+
+
+def compose_page(
+    lines: list[Image.Image], rng: np.random.Generator, gap: tuple[int, int] = (4, 40),
+    indent: tuple[int, int] = (0, 80), margin: int = 30, paper: int = 255,
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:  # fmt: skip
+    """Line images stacked into one page with random gaps and left offsets; returns the page and each line's box
+    (left, top, right, bottom). For testing and demonstrating line segmentation."""
+    gray = [line.convert("L") for line in lines]
+    gaps = rng.integers(gap[0], gap[1] + 1, size=len(gray))
+    offsets = rng.integers(indent[0], indent[1] + 1, size=len(gray))
+    width = max(g.width + int(o) for g, o in zip(gray, offsets)) + 2 * margin
+    height = sum(g.height for g in gray) + int(gaps[1:].sum()) + 2 * margin
+    page = Image.new("L", (width, height), paper)
+    boxes, top = [], margin
+    for i, (line, offset) in enumerate(zip(gray, offsets)):
+        top += int(gaps[i]) if i else 0
+        left = margin + int(offset)
+        page.paste(line, (left, top))
+        boxes.append((left, top, left + line.width, top + line.height))
+        top += line.height
+    return page, boxes

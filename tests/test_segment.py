@@ -1,0 +1,98 @@
+"""Line segmentation on pages composed from generated lines: straight, with random gaps and offsets, and skewed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from htr.preprocess import ink_map, to_grayscale
+from htr.render import compose_page
+from htr.segment import estimate_skew, find_bands, looks_like_one_line, segment_lines
+from tests.conftest import random_texts, render_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_page(count: int, seed: int, gap: tuple[int, int] = (4, 40)):
+    rng = np.random.default_rng(seed)
+    texts = random_texts(count, seed)
+    lines = [render_line(t, size=int(rng.integers(22, 32)), paper=255) for t in texts]
+    return compose_page(lines, rng, gap=gap)
+
+
+def overlap(a, b) -> float:
+    """Intersection over the smaller box's area."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return max(0, width) * max(0, height) / smaller
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_composed_pages_give_every_line_in_reading_order(seed):
+    page, truth = make_page(count=3 + seed % 4, seed=seed)
+    lines = segment_lines(ink_map(to_grayscale(page)))
+    assert len(lines) == len(truth)
+    for line, box in zip(lines, truth):
+        assert overlap(line.box, box) > 0.6, (line.box, box)
+
+
+def test_touching_lines_are_cut_at_the_valley():
+    page, truth = make_page(count=4, seed=11, gap=(-10, -8))  # boxes overlap: only a few blank rows between lines
+    lines = segment_lines(ink_map(to_grayscale(page)))
+    assert len(lines) == 4
+    centres = [(b[1] + b[3]) / 2 for b in truth]
+    assert all(line.box[1] <= c <= line.box[3] for line, c in zip(lines, centres))
+
+
+@pytest.mark.parametrize("angle", [-4.0, 2.5])
+def test_skewed_page_is_straightened_and_boxes_map_back(angle):
+    page, truth = make_page(count=5, seed=3)
+    skewed = page.rotate(angle, Image.Resampling.BILINEAR, expand=True, fillcolor=255)
+    ink = ink_map(to_grayscale(skewed))
+    assert abs(estimate_skew(ink) + angle) <= 0.5
+    lines = segment_lines(ink)
+    assert len(lines) == 5
+    theta = np.deg2rad(angle)  # where each true line centre lands on the skewed page
+    cx, cy = page.width / 2, page.height / 2
+    for line, box in zip(lines, truth):
+        x, y = (box[0] + box[2]) / 2 - cx, (box[1] + box[3]) / 2 - cy
+        sx = x * np.cos(theta) + y * np.sin(theta) + skewed.width / 2
+        sy = -x * np.sin(theta) + y * np.cos(theta) + skewed.height / 2
+        assert line.box[0] <= sx <= line.box[2] and line.box[1] <= sy <= line.box[3], (line.box, sx, sy)
+
+
+def test_a_single_line_is_not_split():
+    line = render_line("just one line, with descenders: gjpqy", size=30, paper=255)
+    ink = ink_map(to_grayscale(line))
+    assert looks_like_one_line(ink) and len(find_bands(ink)) == 1
+    assert len(segment_lines(ink)) == 1
+
+
+def test_predict_reads_a_page_as_lines_with_boxes(tmp_path):
+    from htr.alphabet import Alphabet
+    from htr.checkpoint import atomic_save, model_checkpoint
+    from htr.model import CRNN, ModelConfig
+
+    alphabet = Alphabet("abcdefghijklmnopqrstuvwxyz ")
+    config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 8], "Mh", [1, 8]],
+                         rnn_hidden=8, rnn_layers=1)  # fmt: skip
+    atomic_save(model_checkpoint(CRNN(config), alphabet), tmp_path / "model.pth")
+    page, truth = make_page(count=3, seed=4)
+    page.save(tmp_path / "page.png")
+    render_line("one line").save(tmp_path / "line.png")
+    run = [sys.executable, "predict.py", "--checkpoint", str(tmp_path / "model.pth"), "--format", "json"]
+    result = subprocess.run([*run, str(tmp_path / "page.png"), str(tmp_path / "line.png")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    page_result, line_result = map(json.loads, result.stdout.splitlines())
+    assert len(page_result["lines"]) == 3 and "lines" not in line_result
+    assert page_result["text"] == "\n".join(line["text"] for line in page_result["lines"])
+    assert all(overlap(line["box"], box) > 0.6 for line, box in zip(page_result["lines"], truth))
+    never = subprocess.run([*run, "--segment", "never", str(tmp_path / "page.png")], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert never.returncode == 0 and "lines" not in json.loads(never.stdout)
