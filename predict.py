@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--segment", choices=["auto", "never", "always"], default="auto",
         help="find the text lines of paragraph or page images; auto: when an image holds more than one line",
     )  # fmt: skip
+    parser.add_argument("--onnx", metavar="MODEL.onnx", help="run the network with onnxruntime (see htr.export)")
     add_decoder_arguments(parser, default="auto")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -106,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     from htr.preprocess import load_image
 
     try:
-        recognizer = Recognizer(args.checkpoint, args.device, args.precision, **decoder_options(args))
-    except (CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, **decoder_options(args))
+    except (CheckpointError, ValueError, OSError, ImportError) as error:
+        print(f"error: {error}".splitlines()[0], file=sys.stderr)
         return 2
     failed = False
     files: list[str] = []

@@ -31,11 +31,13 @@ class Reading:
 def transcribe(
     model: CRNN, alphabet: Alphabet, widths: list[int], line: Callable[[int], torch.Tensor], batch_size: int,
     device: torch.device, dtype: torch.dtype | None = None, decoder: Decoder | None = None,
+    network: Callable[[torch.Tensor], tuple] | None = None,
 ) -> list[Reading]:  # fmt: skip
     """Readings of lines ``line(0) .. line(n - 1)`` ((1, H, W) tensors of the given widths), in that order.
 
     Lines are batched by width to cut padding; the model must already be in eval mode. Greedy by default.
-    A line without ink reads as empty text with confidence 1."""
+    A line without ink reads as empty text with confidence 1. ``network`` replaces ``model``'s forward pass
+    (e.g. an ONNX session); ``model`` still gives the frame counts."""
     decoder = decoder or Decoder()
     readings: list[Reading | None] = [None] * len(widths)
     for indices in bucketed_batches(widths, batch_size, seed=None):
@@ -48,10 +50,10 @@ def transcribe(
         indices = list(lines)
         images, batch_widths = pad_batch(list(lines.values()))
         images = images.to(device)
-        if prefers_channels_last(device, dtype):
+        if prefers_channels_last(device, dtype) and network is None:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
-            log_probs, _ = model(images)
+            log_probs, _ = (network or model)(images)
         lengths = model.output_lengths(batch_widths)
         log_probs = log_probs.float().cpu()
         paths = decoder.paths(log_probs, lengths, alphabet)
@@ -68,13 +70,20 @@ class Recognizer:
     beam search with the checkpoint's language model when it has one, else greedy)."""
 
     def __init__(
-        self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", **decoder_options
-    ) -> None:
+        self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
+        **decoder_options,
+    ) -> None:  # fmt: skip
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         state = read_checkpoint(checkpoint)
         self.model, self.alphabet = model_from_checkpoint(state, checkpoint, self.device)
-        if prefers_channels_last(self.device, self.dtype):
+        self.network = None
+        if onnx is not None:  # onnxruntime runs the network (fp32, CPU); the checkpoint gives everything else
+            from htr.export import OnnxNetwork
+
+            self.device, self.dtype = torch.device("cpu"), None
+            self.network = OnnxNetwork(onnx, self.alphabet.chars)
+        elif prefers_channels_last(self.device, self.dtype):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.decoder = make_decoder(state, **decoder_options)
 
@@ -100,8 +109,9 @@ class Recognizer:
         """Readings of preprocessed lines, in input order."""
         widths = [line.shape[-1] for line in lines]
         return transcribe(
-            self.model, self.alphabet, widths, lines.__getitem__, batch_size, self.device, self.dtype, self.decoder
-        )
+            self.model, self.alphabet, widths, lines.__getitem__, batch_size, self.device, self.dtype, self.decoder,
+            self.network,
+        )  # fmt: skip
 
     def read(self, images: list[Image.Image], batch_size: int = 16) -> list[Reading]:
         """Readings (``.text``, ``.confidence``) of PIL line images, in input order."""

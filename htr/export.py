@@ -1,0 +1,117 @@
+"""Export a checkpoint's network to ONNX with a dynamic batch and width, and check it against PyTorch.
+
+    python -m htr.export --checkpoint handwriting_recognizer_best.pth -o handwriting_recognizer.onnx
+    python predict.py --onnx handwriting_recognizer.onnx examples/*.png
+
+The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); the checkpoint still supplies the
+alphabet, the frame count per width and the language model, so ``predict.py --onnx`` reads both files. After
+exporting, the example images (or ``--check`` images) are read with PyTorch and with onnxruntime (when
+installed) and the texts compared; the exit status is 1 when they differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from htr.checkpoint import CheckpointError, load_model
+from htr.model import CRNN
+
+OPSET = 17
+
+
+class _LogProbs(torch.nn.Module):
+    """The network without the training-only shortcut head: images -> log-probabilities."""
+
+    def __init__(self, model: CRNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)[0]
+
+
+def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
+    """Write the checkpoint's network as ONNX (opset 17) with dynamic batch and width axes."""
+    model, alphabet = load_model(checkpoint)
+    example = torch.rand(2, 1, model.config.height, 8 * model.width_factor)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation and LSTM batch-size notes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _LogProbs(model).eval(), (example,), str(output), input_names=["images"], output_names=["log_probs"],
+            dynamic_axes={"images": {0: "batch", 3: "width"}, "log_probs": {0: "frames", 1: "batch"}},
+            opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+    import onnx
+
+    graph = onnx.load(str(output))
+    for key, value in {"alphabet": alphabet.chars, "model_config": json.dumps(model.config.to_dict())}.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(output))
+
+
+class OnnxNetwork:
+    """An exported network run by onnxruntime, called like the CRNN at inference: images -> (log_probs, None)."""
+
+    def __init__(self, path: str | Path, alphabet: str, threads: int = 0) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        stored = self.session.get_modelmeta().custom_metadata_map.get("alphabet")
+        if stored != alphabet:
+            raise ValueError(f"{path} was not exported from this checkpoint (its alphabet differs)")
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        images = images.float().contiguous().cpu().numpy()
+        return torch.from_numpy(self.session.run(None, {"images": images})[0]), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from htr.inference import Recognizer
+    from htr.preprocess import load_image
+
+    parser = argparse.ArgumentParser(prog="python -m htr.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth")
+    parser.add_argument("-o", "--output", default="handwriting_recognizer.onnx")
+    parser.add_argument("--check", nargs="*", metavar="IMAGE", help="images to compare (default: examples/*.png)")
+    args = parser.parse_args(argv)
+    try:
+        export_onnx(args.checkpoint, args.output)
+    except (CheckpointError, OSError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}")
+    images = args.check if args.check is not None else sorted(str(p) for p in Path("examples").glob("*.png"))
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        print("onnxruntime is not installed: not checked (pip install onnxruntime)")
+        return 0
+    if not images:
+        return 0
+    lines = [load_image(path) for path in images]
+    options = {"device": "cpu", "precision": "fp32", "decoder": "greedy"}
+    torch_reader, onnx_reader = (
+        Recognizer(args.checkpoint, **options),
+        Recognizer(args.checkpoint, onnx=args.output, **options),
+    )
+    prepared = [torch_reader.prepare(image) for image in lines]
+    expected, got = torch_reader.read_prepared(prepared), onnx_reader.read_prepared(prepared)
+    same = [a.text == b.text for a, b in zip(expected, got)]
+    for path, a, b, ok in zip(images, expected, got, same):
+        print(f"{'same' if ok else 'DIFFERENT'}  {path}: {b.text!r}" + ("" if ok else f" (PyTorch: {a.text!r})"))
+    worst = max(abs(a.confidence - b.confidence) for a, b in zip(expected, got))
+    print(f"onnxruntime vs PyTorch: {sum(same)}/{len(same)} texts identical, confidences within {worst:.1e}")
+    return 0 if all(same) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""ONNX export with a dynamic width: onnxruntime reads like PyTorch at any width and batch size."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from htr.alphabet import Alphabet
+from htr.checkpoint import atomic_save, model_checkpoint
+from htr.export import OnnxNetwork, export_onnx
+from htr.model import CRNN, ModelConfig
+from tests.conftest import render_line
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_onnx_matches_pytorch_at_any_width_and_batch(tmp_path):
+    alphabet = Alphabet("abcdefghijklmnopqrstuvwxyz ")
+    config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 16]],
+                         rnn_hidden=16, rnn_layers=2)  # fmt: skip
+    torch.manual_seed(0)
+    model = CRNN(config).eval()
+    atomic_save(model_checkpoint(model, alphabet), tmp_path / "model.pth")
+    export_onnx(tmp_path / "model.pth", tmp_path / "model.onnx")
+    network = OnnxNetwork(tmp_path / "model.onnx", alphabet.chars)
+    for batch, width in [(1, 40), (3, 333), (2, 1500)]:
+        images = torch.rand(batch, 1, config.height, width)
+        expected = model(images)[0].detach().numpy()
+        got = network(images)[0].numpy()
+        assert got.shape == expected.shape == (model.output_length(width), batch, alphabet.num_classes)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+
+    for i, text in enumerate(["abc", "hello world", "x"]):
+        render_line(text).save(tmp_path / f"{i}.png")
+    images = [str(tmp_path / f"{i}.png") for i in range(3)]
+    checked = subprocess.run(
+        [sys.executable, "-m", "htr.export", "--checkpoint", str(tmp_path / "model.pth"), "-o",
+         str(tmp_path / "again.onnx"), "--check", *images], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "3/3 texts identical" in checked.stdout
+    run = [sys.executable, "predict.py", "--checkpoint", str(tmp_path / "model.pth"), "--decoder", "greedy",
+           "--precision", "fp32", "--format", "tsv"]  # fmt: skip
+    by_torch = subprocess.run([*run, *images], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    by_onnx = subprocess.run([*run, "--onnx", str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert by_onnx.returncode == 0, by_onnx.stderr
+    assert [r.split("\t")[1] for r in by_onnx.stdout.splitlines()] == [
+        r.split("\t")[1] for r in by_torch.stdout.splitlines()
+    ]
