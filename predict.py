@@ -22,6 +22,7 @@ from htr.decoding_options import add_decoder_arguments, check_decoder_arguments,
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "handwriting_recognizer_best.pth"
+CHUNK = 256  # images prepared and read together
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -100,11 +101,33 @@ def emit(fmt: str, path: str, readings: list, boxes: list | None) -> None:
         print(text)
 
 
+def read_chunk(recognizer, files: list[str], args: argparse.Namespace) -> bool:
+    """Read and print ``files`` (lines of all of them batched together by width); True when one failed."""
+    from htr.preprocess import load_image
+
+    failed = False
+    read_ok: list[tuple[str, list | None, int]] = []  # file, boxes of its lines (None: one line), line count
+    lines = []
+    for file in files:
+        try:
+            found, boxes = recognizer.prepare_lines(load_image(file), args.segment)
+        except Exception as error:  # any decoding problem: name the file, go on with the others
+            print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
+            failed = True
+            continue
+        lines.extend(found)
+        read_ok.append((file, boxes, len(found)))
+    readings = iter(recognizer.read_prepared(lines, args.batch_size))
+    for file, boxes, count in read_ok:
+        emit(args.format, file, [next(readings) for _ in range(count)], boxes)
+    sys.stdout.flush()
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from htr.checkpoint import CheckpointError  # heavy imports after parsing, so --help is instant
     from htr.inference import Recognizer
-    from htr.preprocess import load_image
 
     try:
         recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, **decoder_options(args))
@@ -119,20 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {reason}", file=sys.stderr)
             failed = True
         files.extend(found)
-    read_ok: list[tuple[str, list | None, int]] = []  # file, boxes of its lines (None: one line), line count
-    lines = []
-    for file in files:
-        try:
-            found, boxes = recognizer.prepare_lines(load_image(file), args.segment)
-        except Exception as error:  # any decoding problem: name the file, go on with the others
-            print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
-            failed = True
-            continue
-        lines.extend(found)
-        read_ok.append((file, boxes, len(found)))
-    readings = iter(recognizer.read_prepared(lines, args.batch_size))  # all lines of all images, batched by width
-    for file, boxes, count in read_ok:
-        emit(args.format, file, [next(readings) for _ in range(count)], boxes)
+    for start in range(0, len(files), CHUNK):  # a chunk at a time: memory stays bounded on big folders
+        failed |= read_chunk(recognizer, files[start : start + CHUNK], args)
     return 1 if failed else 0
 
 

@@ -1,0 +1,140 @@
+"""Whole-process reading speed and peak memory of predict.py over a folder of line images, beside a baseline.
+
+    python benchmarks/predict_speed.py --dataset ../shared/data/iam-dev --split validation \\
+        --baseline ../shared/baseline/baseline_crnn.pth
+
+The split's lines are written as PNG files to a temporary folder (not timed). Each setting then runs as its own
+process, timed from start to exit (Python start-up, imports, model load, reading every image, printing), and its
+peak resident memory is taken from the OS: predict.py with greedy and beam decoding, on PyTorch and on ONNX
+Runtime (exported first), and the baseline CRNN given by path (run by ``--run-baseline``, its own preprocessing:
+squashed to 64×512, greedy). Prints lines/s, peak memory, CER and WER per setting, and our speed over the
+baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE_VOCAB = " !\"#&'()*+,-./0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def run_baseline(weights: str, files: list[str], batch_size: int = 32) -> None:
+    """The baseline as its README describes it; prints ``path<TAB>text`` per image."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torch import nn
+
+    class BaselineCRNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cnn = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                     nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))  # fmt: skip
+            self.map_to_seq = nn.Linear(1024, 64)
+            self.rnn = nn.LSTM(64, 128, num_layers=2, bidirectional=True, dropout=0.25)
+            self.fc = nn.Linear(256, 80)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            features = self.cnn(x)  # (B, 64, 16, 128)
+            b, c, h, w = features.shape
+            sequence = self.map_to_seq(features.permute(0, 3, 1, 2).reshape(b, w, c * h)).permute(1, 0, 2)
+            return self.fc(self.rnn(sequence)[0]).log_softmax(-1)  # (T, B, 80)
+
+    model = BaselineCRNN()
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            images = [np.asarray(Image.open(f).convert("L").resize((512, 64)), dtype=np.float32) for f in chunk]
+            batch = (torch.from_numpy(np.stack(images))[:, None] / 255 - 0.5) / 0.5
+            best = model(batch).argmax(-1).T  # (B, T)
+            for path, row in zip(chunk, best.tolist()):
+                text, previous = [], 0
+                for label in row:
+                    if label != previous and label != 0:
+                        text.append(BASELINE_VOCAB[label - 1])
+                    previous = label
+                print(f"{path}\t{''.join(text)}")
+
+
+def timed(command: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak resident memory (MiB) and stdout of one process."""
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode not in (0, 1):
+            raise RuntimeError(f"{command} exited with {process.returncode}")
+        out.seek(0)
+        return seconds, usage.ru_maxrss / 1024, out.read()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth")
+    parser.add_argument("--dataset")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--baseline", help="the baseline's state_dict (not part of this project)")
+    parser.add_argument("--run-baseline", nargs="+", metavar=("WEIGHTS", "IMAGE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_baseline:
+        run_baseline(args.run_baseline[0], args.run_baseline[1:])
+        return
+    if not args.dataset:
+        parser.error("--dataset is required")
+    sys.path.insert(0, str(ROOT))
+    from htr.data import decode_row_image, load_splits, normalize_text
+    from htr.metrics import cer, wer
+
+    split = load_splits(args.dataset)[args.split]
+    references: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for i, (image, text) in enumerate(zip(split["image"], split["text"])):
+            path = os.path.join(folder, f"{i:05d}.png")
+            decode_row_image(image).save(path)
+            references[path] = normalize_text(text)
+        files = sorted(references)
+        onnx_path = os.path.join(folder, "model.onnx")
+        subprocess.run([sys.executable, "-m", "htr.export", "--checkpoint", args.checkpoint, "-o", onnx_path,
+                        "--check"], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+        predict = [sys.executable, "predict.py", "--checkpoint", args.checkpoint, "--format", "tsv", folder]
+        settings = {
+            "ours, PyTorch, greedy": [*predict, "--decoder", "greedy"],
+            "ours, PyTorch, beam 16 + LM (default)": predict,
+            "ours, ONNX Runtime, greedy": [*predict, "--decoder", "greedy", "--onnx", onnx_path],
+            "ours, ONNX Runtime, beam 16 + LM": [*predict, "--onnx", onnx_path],
+        }
+        if args.baseline:
+            settings["baseline CRNN (0.7M, 64x512 squashed), greedy"] = [
+                sys.executable, __file__, "--run-baseline", args.baseline, *files,
+            ]  # fmt: skip
+        print(f"{len(files)} line images from {args.dataset} ({args.split}); {os.cpu_count()} CPUs; whole process")
+        rates = {}
+        for name, command in settings.items():
+            seconds, memory, stdout = timed(command)
+            texts = dict(line.split("\t")[:2] for line in stdout.splitlines() if "\t" in line)
+            hypotheses = [texts.get(f, "") for f in files]
+            truth = [references[f] for f in files]
+            rates[name] = len(files) / seconds
+            errors = f"CER {100 * cer(truth, hypotheses):5.2f}%  WER {100 * wer(truth, hypotheses):5.2f}%"
+            print(f"{name:48s} {rates[name]:6.1f} lines/s  ({seconds:5.1f} s)  peak {memory:6.0f} MiB  {errors}",
+                  flush=True)  # fmt: skip
+        if args.baseline:
+            base = rates[next(n for n in rates if n.startswith("baseline"))]
+            for name, rate in rates.items():
+                if name.startswith("ours"):
+                    print(f"{name}: {rate / base:.2f}× the baseline's speed")
+
+
+if __name__ == "__main__":
+    main()
