@@ -6,9 +6,9 @@
 The split's lines are written as PNG files to a temporary folder (not timed). Each setting then runs as its own
 process, timed from start to exit (Python start-up, imports, model load, reading every image, printing), and its
 peak resident memory is taken from the OS: predict.py with greedy and beam decoding, on PyTorch and on ONNX
-Runtime (exported first), and the baseline CRNN given by path (run by ``--run-baseline``, its own preprocessing:
-squashed to 64×512, greedy). Prints lines/s, peak memory, CER and WER per setting, and our speed over the
-baseline's.
+Runtime (exported first, also quantized to int8 with 64 train lines for calibration), and the baseline CRNN
+given by path (run by ``--run-baseline``, its own preprocessing: squashed to 64×512, greedy). Prints lines/s,
+peak memory, CER and WER per setting, and our speed over the baseline's.
 """
 
 from __future__ import annotations
@@ -104,15 +104,18 @@ def main() -> None:
             decode_row_image(image).save(path)
             references[path] = normalize_text(text)
         files = sorted(references)
-        onnx_path = os.path.join(folder, "model.onnx")
-        subprocess.run([sys.executable, "-m", "htr.export", "--checkpoint", args.checkpoint, "-o", onnx_path,
-                        "--check"], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
+        onnx_path, int8_path = os.path.join(folder, "model.onnx"), os.path.join(folder, "int8.onnx")
+        export = [sys.executable, "-m", "htr.export", "--checkpoint", args.checkpoint, "--check"]
+        subprocess.run([*export, "-o", onnx_path], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([*export, "-o", int8_path, "--int8", args.dataset], cwd=ROOT, check=True, capture_output=True)
         predict = [sys.executable, "predict.py", "--checkpoint", args.checkpoint, "--format", "tsv", folder]
         settings = {
             "ours, PyTorch, greedy": [*predict, "--decoder", "greedy"],
             "ours, PyTorch, beam 16 + LM (default)": predict,
             "ours, ONNX Runtime, greedy": [*predict, "--decoder", "greedy", "--onnx", onnx_path],
             "ours, ONNX Runtime, beam 16 + LM": [*predict, "--onnx", onnx_path],
+            "ours, ONNX Runtime int8, greedy": [*predict, "--decoder", "greedy", "--onnx", int8_path],
+            "ours, ONNX Runtime int8, beam 16 + LM": [*predict, "--onnx", int8_path],
         }
         if args.baseline:
             settings["baseline CRNN (0.7M, 64x512 squashed), greedy"] = [

@@ -91,6 +91,8 @@ def make_decoder(
     ``auto``, none for ``none``, else the ARPA file or checkpoint at path ``lm``. ``auto`` decoder: beam search
     when there is an LM, else greedy."""
     language_model = None
+    if decoder == "greedy":  # no language model to load
+        return Decoder("greedy", beam_width)
     if lm == "auto" and checkpoint.get("lm"):
         try:
             language_model = CharLM.from_state(checkpoint["lm"])

@@ -31,4 +31,5 @@ def test_notebook_runs_top_to_bottom(parquet_dataset, tmp_path, monkeypatch):
     assert "train: 48 real + 96 synthetic lines" in outputs  # ink and font lines joined the real ones
     assert (tmp_path / "run" / "handwriting_recognizer_best.pth").exists()
     images = [o for cell in notebook.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 5  # samples, augmentation, synthetic lines, curves, predictions
+    assert len(images) >= 6  # samples, augmentation, synthetic lines, curves, predictions, a page with boxes
+    assert "4 lines found" in outputs  # the composed page of test lines was segmented
