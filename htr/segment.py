@@ -18,6 +18,7 @@ SKEW_STEP_DEGREES = 0.25
 ROW_INK_FRACTION = 0.04  # a row belongs to a text band when its ink exceeds this share of a busy row's
 MERGE_GAP = 0.15  # bands closer than this × the typical line height are one line (i-dots, accents)
 SMALL_BAND = 0.35  # bands shorter than this × the tallest band join their nearest neighbour
+SPARSE_BAND = 0.25  # ... and so do bands whose ink density is below this × the densest band's
 TALL_BAND = 1.5  # bands taller than this × the line pitch hold several touching lines
 
 
@@ -93,8 +94,17 @@ def find_bands(ink: np.ndarray) -> list[tuple[int, int]]:
         else:
             merged.append(band)
     bands = merged
-    while len(bands) > 1 and heights().min() < SMALL_BAND * heights().max():  # fragments join a neighbour
-        i = int(heights().argmin())
+
+    def span(a: int, b: int) -> int:  # columns from the first to the last one with ink in rows a..b
+        columns = np.flatnonzero((ink[a:b] > 0.5).any(axis=0))
+        return int(columns[-1] - columns[0] + 1) if columns.size else 1
+
+    def smallness() -> np.ndarray:  # below 1: a fragment (short, or sparse like a row of descenders)
+        density = np.array([profile[a:b].sum() / ((b - a) * span(a, b)) for a, b in bands])
+        return np.minimum(heights() / (SMALL_BAND * heights().max()), density / (SPARSE_BAND * density.max()))
+
+    while len(bands) > 1 and smallness().min() < 1:  # fragments join a neighbour
+        i = int(smallness().argmin())
         gap_above = bands[i][0] - bands[i - 1][1] if i > 0 else np.inf
         gap_below = bands[i + 1][0] - bands[i][1] if i + 1 < len(bands) else np.inf
         j = i - 1 if gap_above <= gap_below else i + 1

@@ -96,3 +96,14 @@ def test_predict_reads_a_page_as_lines_with_boxes(tmp_path):
     never = subprocess.run([*run, "--segment", "never", str(tmp_path / "page.png")], cwd=ROOT, capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert never.returncode == 0 and "lines" not in json.loads(never.stdout)
+
+
+def test_sparse_descenders_below_a_blank_row_stay_with_their_line():
+    body = np.asarray(render_line("symbolises the bitterness against us", size=30, paper=255))
+    height, width = body.shape
+    image = np.full((height + 24, width), 255, np.uint8)
+    image[:height] = body
+    for x in range(20, width - 20, 90):  # loops of g, y, p: thin strokes below a gap, spread along the line
+        image[height + 3 : height + 22, x : x + 3] = 0
+    ink = ink_map(image)
+    assert len(find_bands(ink)) == 1 and len(segment_lines(ink)) == 1
