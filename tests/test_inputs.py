@@ -158,6 +158,8 @@ def test_degenerate_sizes_are_read_with_bounded_width(checkpoint):
     lines = {name: recognizer.prepare(image) for name, image in cases.items()}
     for name, line in lines.items():
         assert line.shape[:2] == (1, HEIGHT) and MIN_WIDTH <= line.shape[-1] <= MAX_ASPECT * HEIGHT, name
+        for part in recognizer.prepare_lines(cases[name], "auto")[0]:  # with page segmentation too
+            assert part.shape[:2] == (1, HEIGHT) and MIN_WIDTH <= part.shape[-1] <= MAX_ASPECT * HEIGHT, name
     readings = recognizer.read_prepared(list(lines.values()))
     assert readings[1].text == "" and readings[1].confidence == 1.0  # blank: empty text, not an error
     assert all(isinstance(r.text, str) for r in readings)
@@ -210,8 +212,13 @@ def test_fuzz_any_image_preprocesses_and_reads(image, checkpoint):
     line = preprocess(image, HEIGHT)
     assert line.shape[:2] == (1, HEIGHT) and MIN_WIDTH <= line.shape[-1] <= MAX_ASPECT * HEIGHT
     assert torch.isfinite(line).all() and line.min() >= 0 and line.max() <= 1
-    reading = _recognizer(checkpoint).read([image])[0]
-    assert isinstance(reading.text, str) and 0 <= reading.confidence <= 1
+    recognizer = _recognizer(checkpoint)
+    lines, boxes = recognizer.prepare_lines(image, "auto")  # what predict.py does: pages split into lines
+    assert lines and (boxes is None or len(boxes) == len(lines))
+    for line in lines:
+        assert line.shape[:2] == (1, HEIGHT) and MIN_WIDTH <= line.shape[-1] <= MAX_ASPECT * HEIGHT
+    for reading in recognizer.read_prepared(lines):
+        assert isinstance(reading.text, str) and 0 <= reading.confidence <= 1
 
 
 _RECOGNIZERS: dict[str, Recognizer] = {}
