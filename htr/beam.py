@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from htr.alphabet import BLANK, Alphabet
-from htr.lm import BOS, EOS, CharLM
+from htr.lm import BOS, EOS, UNK, CharLM
 
 
 class LMScorer:
@@ -24,7 +24,7 @@ class LMScorer:
 
     def __init__(self, lm: CharLM, alphabet: Alphabet) -> None:
         self.lm = lm
-        unknown = lm.index["\x1a"]
+        unknown = lm.index[UNK]
         self.columns = np.array([lm.index[EOS]] + [lm.index.get(c, unknown) for c in alphabet.chars])
         self._rows: dict[str, np.ndarray] = {}
 

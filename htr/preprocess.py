@@ -60,7 +60,9 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
 def _grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         values = np.asarray(image).clip(0, 65535).astype(np.uint32)
-        return ((values * 255 + 32767) // 65535).astype(np.uint8)  # scaled, not clipped
+        if image.mode == "I" and values.max(initial=0) <= 255:  # 32-bit integers holding 8-bit values
+            return values.astype(np.uint8)
+        return ((values * 255 + 32767) // 65535).astype(np.uint8)  # 16-bit: scaled, not clipped
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
         scale = 255.0 if values.max(initial=0) <= 1.0 else 1.0

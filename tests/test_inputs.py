@@ -126,11 +126,13 @@ def awkward_variants(plain: Image.Image) -> dict[str, Image.Image]:
     exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, plain.size[::-1], dtype=np.uint8))
     sixteen = Image.fromarray(np.asarray(plain).astype(np.uint16) * 257)
+    integers = plain.convert("I")  # 32-bit integers with 8-bit values (some TIFFs)
     return {
         "rgba on transparent": encoded(transparent, "PNG"),
         "palette": encoded(plain.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
         "cmyk jpeg": encoded(plain.convert("CMYK"), "JPEG", quality=95),
         "16-bit png": encoded(sixteen, "PNG"),
+        "32-bit integer tiff": encoded(integers, "TIFF"),
         "exif-rotated jpeg": encoded(rotated.convert("RGB"), "JPEG", quality=95, exif=exif.tobytes()),
         "white on black": encoded(ink, "PNG"),
         "multi-frame gif": encoded(plain, "GIF", save_all=True, append_images=[noise]),
