@@ -142,9 +142,9 @@ def synthetic_renderers(cfg: TrainConfig) -> list[tuple[Renderer, float]]:
     return renderers
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Renderer, float]] | None = None) -> dict:
     """Train (or resume) as configured; returns ``{"best_cer", "history", "best_path", "state_path",
-    "skipped_batches"}``."""
+    "skipped_batches"}``. ``renderers``: ``synthetic_renderers(cfg)`` when already built (IAM-OnDB loads once)."""
     out = Path(cfg.output_dir)
     best_path, state_path = out / BEST_NAME, out / STATE_NAME
     device = resolve_device(cfg.device)
@@ -153,7 +153,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     state = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else None
 
     splits = load_splits(cfg.dataset, cfg.val_fraction, cfg.seed, cfg.iam_keep_err)
-    renderers = synthetic_renderers(cfg)
+    renderers = synthetic_renderers(cfg) if renderers is None else renderers
     texts = [normalize_text(t) for t in splits["train"]["text"]] + [t for r, _ in renderers for t in r.texts]
     initial = None
     if state:
