@@ -95,12 +95,14 @@ def find_bands(ink: np.ndarray) -> list[tuple[int, int]]:
             merged.append(band)
     bands = merged
 
-    def span(a: int, b: int) -> int:  # columns from the first to the last one with ink in rows a..b
-        columns = np.flatnonzero((ink[a:b] > 0.5).any(axis=0))
-        return int(columns[-1] - columns[0] + 1) if columns.size else 1
+    marked = ink > 0.5
+    has_mark = marked.any(axis=1)
+    first = np.where(has_mark, marked.argmax(axis=1), ink.shape[1])  # first and last inked column of each row
+    last = np.where(has_mark, ink.shape[1] - 1 - marked[:, ::-1].argmax(axis=1), -1)
 
     def smallness() -> np.ndarray:  # below 1: a fragment (short, or sparse like a row of descenders)
-        density = np.array([profile[a:b].sum() / ((b - a) * span(a, b)) for a, b in bands])
+        spans = np.array([max(1, last[a:b].max() - first[a:b].min() + 1) for a, b in bands])
+        density = np.array([profile[a:b].sum() for a, b in bands]) / (heights() * spans)
         return np.minimum(heights() / (SMALL_BAND * heights().max()), density / (SPARSE_BAND * density.max()))
 
     while len(bands) > 1 and smallness().min() < 1:  # fragments join a neighbour
