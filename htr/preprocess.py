@@ -119,10 +119,11 @@ def has_ink(line: torch.Tensor) -> bool:
     return bool((line > INK_THRESHOLD).any())
 
 
-def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (1, H, W_i) tensors into (B, 1, H, max W_i), padded on the right with paper (0)."""
+def pad_batch(images: list[torch.Tensor], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (1, H, W_i) tensors into (B, 1, H, max W_i rounded up to ``multiple``), padded on the right with
+    paper (0)."""
     widths = torch.tensor([im.shape[-1] for im in images], dtype=torch.long)
-    batch = images[0].new_zeros(len(images), 1, images[0].shape[-2], int(widths.max()))
+    batch = images[0].new_zeros(len(images), 1, images[0].shape[-2], -(-int(widths.max()) // multiple) * multiple)
     for i, im in enumerate(images):
         batch[i, :, :, : im.shape[-1]] = im
     return batch, widths
