@@ -82,7 +82,7 @@ def read_checkpoint(path: str | Path) -> dict:
             f"cannot read checkpoint {path}: corrupt, or holds objects other than tensors and plain data "
             "(htr only loads weights, never code)"
         ) from None
-    except (EOFError, RuntimeError, OSError, ValueError) as error:  # torch raises these for damaged files
+    except Exception as error:  # damaged files make torch raise EOFError, RuntimeError, IndexError, ...
         reason = str(error).split(". ")[0].splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: truncated or damaged file ({reason})") from None
     if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "alphabet" not in checkpoint:

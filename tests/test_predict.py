@@ -1,6 +1,7 @@
 """predict.py as a user runs it: formats, input order, bad inputs and bad checkpoints."""
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -99,14 +100,12 @@ class Payload:
 
 
 def test_bad_checkpoints_get_one_line_and_exit_2_and_never_run_code(checkpoint, images, tmp_path):
-    import os
-
     import torch
 
     marker = tmp_path / "code_ran"
     data = Path(checkpoint).read_bytes()
     files = {
-        "random.pth": os.urandom(4096),
+        "random.pth": random.Random(0).randbytes(4096),  # fixed bytes: the reason below is deterministic
         "truncated.pth": data[: len(data) // 2],
         "empty.pth": b"",
     }
@@ -127,3 +126,13 @@ def test_bad_checkpoints_get_one_line_and_exit_2_and_never_run_code(checkpoint, 
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and reason in lines[0], (name, result.stderr)
     assert not marker.exists()  # the payload was refused, not executed
+
+
+def test_random_bytes_never_escape_as_a_traceback(tmp_path):
+    from htr.checkpoint import CheckpointError, read_checkpoint
+
+    path = tmp_path / "noise.pth"
+    for seed in range(100):  # some make torch's unpickler raise IndexError, UnicodeDecodeError, ...
+        path.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+            read_checkpoint(path)
