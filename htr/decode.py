@@ -22,11 +22,6 @@ def greedy_paths(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[in
     return [row[:n][k[:n]].tolist() for row, k, n in zip(best, keep, lengths.tolist())]
 
 
-def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet) -> list[str]:
-    """Text of each sequence in the batch."""
-    return [alphabet.decode(path) for path in greedy_paths(log_probs, lengths)]
-
-
 @torch.no_grad()
 def confidences(log_probs: torch.Tensor, lengths: torch.Tensor, paths: list[list[int]]) -> list[float]:
     """Per-line confidence in [0, 1]: P(text | image) summed over CTC alignments, per character (geometric

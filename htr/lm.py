@@ -237,17 +237,6 @@ def build_lm(texts: Iterable[str], order: int = 6, smoothing: str = "kn") -> Cha
     )
 
 
-def read_texts(paths: Iterable[str]) -> list[str]:
-    """Non-empty lines of text files, whitespace collapsed."""
-    texts = []
-    for path in paths:
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            line = " ".join(line.split())
-            if line:
-                texts.append(line)
-    return texts
-
-
 def drop_overlapping(texts: list[str], held_out: Iterable[str], window: int = 20) -> list[str]:
     """``texts`` without the lines that share a passage of ``window`` characters with ``held_out`` (so that an
     LM does not know the evaluation text)."""
@@ -290,13 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("lm", help="ARPA file or checkpoint")
     score.add_argument("texts", nargs="+", metavar="TEXT")
     args = parser.parse_args(argv)
+    from htr.synthetic import read_text_lines  # the project's text-file reader (whitespace collapsed)
+
     try:
         if args.command == "perplexity":
-            print(f"perplexity {load_lm(args.lm).perplexity(read_texts(args.texts)):.4f}")
+            print(f"perplexity {load_lm(args.lm).perplexity(read_text_lines(args.texts)):.4f}")
             return 0
         if not (args.output or args.into):
             parser.error("give -o ARPA and/or --into CHECKPOINT")
-        texts = read_texts(args.texts)
+        texts = read_text_lines(args.texts)
         if args.dataset:
             from htr.data import load_splits, normalize_text
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from htr.preprocess import INK_THRESHOLD
+
 MAX_SKEW_DEGREES = 6.0
 SKEW_STEP_DEGREES = 0.25
 ROW_INK_FRACTION = 0.04  # a row belongs to a text band when its ink exceeds this share of a busy row's
@@ -33,7 +35,7 @@ class Line:
 
 def estimate_skew(ink: np.ndarray, max_points: int = 200_000) -> float:
     """The rotation (degrees, counter-clockwise positive) that makes text lines horizontal."""
-    ys, xs = np.nonzero(ink > 0.5)
+    ys, xs = np.nonzero(ink > INK_THRESHOLD)
     if ys.size < 50:
         return 0.0
     step = max(1, ys.size // max_points)
@@ -82,7 +84,7 @@ def find_bands(ink: np.ndarray) -> list[tuple[int, int]]:
     profile = ink.sum(axis=1)
     busy = np.percentile(profile[profile > 0], 90) if (profile > 0).any() else 0.0
     bands = _bands(profile > ROW_INK_FRACTION * busy) if busy > 0 else []
-    if len(bands) < 2 and (not bands or ink.shape[1] >= 5 * (bands[0][1] - bands[0][0])):
+    if not bands or _one_wide_band(bands, ink.shape[1]):
         return [tuple(b) for b in bands]  # nothing, or one line
     heights = lambda: np.array([b - a for a, b in bands])  # noqa: E731
     pitch = line_pitch(profile)
@@ -95,7 +97,7 @@ def find_bands(ink: np.ndarray) -> list[tuple[int, int]]:
             merged.append(band)
     bands = merged
 
-    marked = ink > 0.5
+    marked = ink > INK_THRESHOLD
     has_mark = marked.any(axis=1)
     first = np.where(has_mark, marked.argmax(axis=1), ink.shape[1])  # first and last inked column of each row
     last = np.where(has_mark, ink.shape[1] - 1 - marked[:, ::-1].argmax(axis=1), -1)
@@ -128,10 +130,14 @@ def find_bands(ink: np.ndarray) -> list[tuple[int, int]]:
     return result
 
 
+def _one_wide_band(bands: list, width: int) -> bool:
+    """One band of ink rows, at least 5 times as wide as tall: a single line."""
+    return len(bands) == 1 and width >= 5 * (bands[0][1] - bands[0][0])
+
+
 def looks_like_one_line(ink: np.ndarray) -> bool:
-    """A cheap test before deskewing: one band of ink rows, at least 5 times as wide as tall."""
-    bands = find_bands(ink)
-    return len(bands) == 1 and ink.shape[1] >= 5 * (bands[0][1] - bands[0][0])
+    """A cheap test before deskewing (see ``_one_wide_band``)."""
+    return _one_wide_band(find_bands(ink), ink.shape[1])
 
 
 def segment_lines(ink: np.ndarray, scale: float = 1.0) -> list[Line]:
@@ -148,7 +154,7 @@ def segment_lines(ink: np.ndarray, scale: float = 1.0) -> list[Line]:
         upper = max(0, top - pad, (bands[i - 1][1] + top) // 2 if i > 0 else 0)
         lower = min(upright.shape[0], bottom + pad, (bottom + bands[i + 1][0]) // 2 if i + 1 < len(bands) else 10**9)
         strip = upright[upper:lower]
-        columns = np.flatnonzero((strip > 0.5).any(axis=0))
+        columns = np.flatnonzero((strip > INK_THRESHOLD).any(axis=0))
         if columns.size == 0:
             continue
         left, right = int(columns[0]), int(columns[-1]) + 1
