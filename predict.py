@@ -126,12 +126,11 @@ def read_chunk(recognizer, files: list[str], args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from htr.checkpoint import CheckpointError  # heavy imports after parsing, so --help is instant
-    from htr.inference import Recognizer
+    from htr.inference import Recognizer  # after parsing, so --help is instant; PyTorch only when it runs the model
 
     try:
         recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, **decoder_options(args))
-    except (CheckpointError, ValueError, OSError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:  # htr.checkpoint.CheckpointError is a ValueError
         print(f"error: {error}".splitlines()[0], file=sys.stderr)
         return 2
     failed = False

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from htr.data import LineDataset, load_splits
 from htr.evaluate import error_rates
 from htr.inference import Recognizer
-from htr.preprocess import pad_batch
+from htr.preprocess import pad_arrays
 
 
 def main() -> None:
@@ -40,21 +40,20 @@ def main() -> None:
         recognizer = Recognizer(args.checkpoint, "cpu", args.precision, decoder=method, beam_width=width)
         if method == "greedy":
             split = load_splits(args.dataset)[args.split]
-            model, alphabet = recognizer.model, recognizer.alphabet
-            dataset = LineDataset(split, alphabet, model.config.height, model.output_length, args.split,
+            network, alphabet = recognizer.network, recognizer.alphabet
+            dataset = LineDataset(split, alphabet, network.config.height, network.config.output_lengths, args.split,
                                   for_training=False)  # fmt: skip
-            lines = [dataset[i][0] for i in range(len(dataset))]
-            with torch.inference_mode():
-                images, widths = pad_batch(lines[: args.batch_size])
-                # the network's output for one batch, decoded again and again below to time decoding alone
-                log_probs, _ = model(images)
+            lines = [dataset[i][0].numpy() for i in range(len(dataset))]
+            images, widths = pad_arrays(lines[: args.batch_size])
+            # the network's output for one batch, decoded again and again below to time decoding alone
+            log_probs = network(images)
         recognizer.read_prepared(lines[: args.batch_size], args.batch_size)  # warm-up
         start = time.perf_counter()
         readings = recognizer.read_prepared(lines, args.batch_size)
         seconds = time.perf_counter() - start
         decode_start = time.perf_counter()
         for _ in range(5):
-            recognizer.decoder.paths(log_probs, model.output_lengths(widths), alphabet)
+            recognizer.decoder.paths(log_probs, network.config.output_lengths(widths), alphabet)
         decode_rate = 5 * len(widths) / (time.perf_counter() - decode_start)
         rates = error_rates(dataset.texts, [r.text for r in readings])
         print(

@@ -23,7 +23,7 @@ from htr.model import CRNN, ModelConfig
 FORMAT_VERSION = 1
 
 
-class CheckpointError(Exception):
+class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or not one of ours."""
 
 

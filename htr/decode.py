@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-from torch.nn.functional import ctc_loss
+import numpy as np
 
 from htr.alphabet import BLANK, Alphabet
 from htr.beam import LMScorer, prefix_beam_search
@@ -13,23 +13,53 @@ from htr.decoding_options import DECODERS, DEFAULT_BEAM_WIDTH, DEFAULT_INSERTION
 from htr.lm import CharLM, load_lm
 
 
-def greedy_paths(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """Collapse repeats and drop blanks of the best path. ``log_probs``: (T, B, C); ``lengths``: (B,)."""
-    best = log_probs.argmax(dim=-1).T.cpu()  # (B, T)
-    keep = torch.ones_like(best, dtype=torch.bool)
+def greedy_paths(log_probs: np.ndarray, lengths: Sequence[int]) -> list[list[int]]:
+    """Collapse repeats and drop blanks of the best path. ``log_probs``: (T, B, C) array (or CPU tensor);
+    ``lengths``: B frame counts."""
+    best = np.asarray(log_probs).argmax(axis=-1).T  # (B, T)
+    keep = np.ones(best.shape, dtype=bool)
     keep[:, 1:] = best[:, 1:] != best[:, :-1]
     keep &= best != BLANK
-    return [row[:n][k[:n]].tolist() for row, k, n in zip(best, keep, lengths.tolist())]
+    return [row[:n][k[:n]].tolist() for row, k, n in zip(best, keep, map(int, lengths))]
 
 
-@torch.no_grad()
-def confidences(log_probs: torch.Tensor, lengths: torch.Tensor, paths: list[list[int]]) -> list[float]:
+def confidences(log_probs: np.ndarray, lengths: Sequence[int], paths: list[list[int]]) -> list[float]:
     """Per-line confidence in [0, 1]: P(text | image) summed over CTC alignments, per character (geometric
-    mean over the text's characters and the end of the line), i.e. ``exp(log P / (len + 1))``."""
-    targets = torch.tensor([c for path in paths for c in path], dtype=torch.long)
-    target_lengths = torch.tensor([len(path) for path in paths], dtype=torch.long)
-    nll = ctc_loss(log_probs.float().cpu(), targets, lengths.cpu(), target_lengths, reduction="none")
-    return torch.exp(-nll / (target_lengths + 1)).clamp(0, 1).tolist()
+    mean over the text's characters and the end of the line), i.e. ``exp(log P / (len + 1))``.
+
+    The CTC forward pass over a batch, in probabilities rescaled at every frame (``log_probs``: (T, B, C))."""
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    frames, batch = log_probs.shape[:2]
+    lengths = np.array([int(n) for n in lengths])
+    label_counts = np.array([len(path) for path in paths])
+    states = 2 * max(label_counts, default=0) + 1  # blank, label, blank, ..., label, blank
+    labels = np.full((batch, states), BLANK)
+    for b, path in enumerate(paths):
+        labels[b, 1 : 2 * len(path) : 2] = path
+    valid = np.arange(states) < (2 * label_counts + 1)[:, None]
+    can_skip = np.zeros((batch, states), dtype=bool)  # from s - 2: into a label that differs from the one before
+    can_skip[:, 2:] = (labels[:, 2:] != BLANK) & (labels[:, 2:] != labels[:, :-2])
+    with np.errstate(under="ignore"):
+        emissions = np.exp(np.take_along_axis(log_probs, np.broadcast_to(labels, (frames, batch, states)), axis=2))
+    emissions *= valid
+    alpha = np.zeros((batch, states))
+    alpha[:, :2] = emissions[0, :, :2]
+    log_scale = np.zeros(batch)
+    for t in range(1, frames):
+        step = alpha.copy()
+        step[:, 1:] += alpha[:, :-1]
+        step[:, 2:] += np.where(can_skip[:, 2:], alpha[:, :-2], 0.0)
+        step *= emissions[t]
+        total = step.sum(axis=1)
+        running = (t < lengths) & (total > 0)
+        alpha = np.where(running[:, None], step / np.where(running, total, 1.0)[:, None], alpha)
+        log_scale += np.log(np.where(running, total, 1.0))
+        alpha[(t < lengths) & (total == 0)] = 0.0  # no alignment left: probability 0
+    rows = np.arange(batch)
+    last = alpha[rows, 2 * label_counts] + np.where(label_counts > 0, alpha[rows, 2 * label_counts - 1], 0.0)
+    with np.errstate(divide="ignore"):
+        log_p = np.log(last) + log_scale
+    return np.exp(log_p / (label_counts + 1)).clip(0.0, 1.0).tolist()
 
 
 @dataclass
@@ -55,8 +85,8 @@ class Decoder:
         lm = f"{self.lm.order}-gram LM weight {self.lm_weight}, bonus {self.insertion_bonus}" if self.lm else "no LM"
         return f"beam {self.beam_width}, {lm}"
 
-    def paths(self, log_probs: torch.Tensor, lengths: torch.Tensor, alphabet: Alphabet) -> list[list[int]]:
-        """Label sequences of a batch. ``log_probs``: (T, B, C); ``lengths``: (B,)."""
+    def paths(self, log_probs: np.ndarray, lengths: Sequence[int], alphabet: Alphabet) -> list[list[int]]:
+        """Label sequences of a batch. ``log_probs``: (T, B, C) array (or CPU tensor); ``lengths``: B frame counts."""
         if self.method == "greedy":
             return greedy_paths(log_probs, lengths)
         scorer = None
@@ -64,7 +94,7 @@ class Decoder:
             scorer = self._scorers.get(alphabet.chars)
             if scorer is None:
                 scorer = self._scorers[alphabet.chars] = LMScorer(self.lm, alphabet)
-        frames = log_probs.float().cpu().numpy()
+        frames = np.asarray(log_probs, dtype=np.float32)
         return [
             prefix_beam_search(
                 frames[:n, b],
@@ -74,7 +104,7 @@ class Decoder:
                 self.lm_weight if scorer else 0.0,
                 self.insertion_bonus if scorer else 0.0,
             )  # fmt: skip
-            for b, n in enumerate(lengths.tolist())
+            for b, n in enumerate(map(int, lengths))
         ]
 
 

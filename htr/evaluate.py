@@ -21,6 +21,7 @@ from htr.decode import Decoder
 from htr.inference import Reading, transcribe
 from htr.metrics import cer, char_errors, wer, word_errors
 from htr.model import CRNN
+from htr.runtime import TorchNetwork
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ def transcribe_dataset(
     """Readings of every line of ``dataset`` (greedy unless ``decoder`` says otherwise), in dataset order."""
     was_training = model.training
     model.eval()
-    readings = transcribe(model, alphabet, dataset.widths, lambda i: dataset[i][0], batch_size, device, dtype, decoder)
+    network = TorchNetwork(model, device, dtype)
+    readings = transcribe(network, alphabet, dataset.widths, lambda i: dataset[i][0].numpy(), batch_size, decoder)
     model.train(was_training)
     return readings
 

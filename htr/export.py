@@ -4,8 +4,9 @@
     python -m htr.export -o handwriting_recognizer_int8.onnx --int8 path/to/iam-dev   # int8 convolutions
     python predict.py --onnx handwriting_recognizer.onnx examples/*.png
 
-The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); the checkpoint still supplies the
-alphabet, the frame count per width and the language model, so ``predict.py --onnx`` reads both files. After
+The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); its metadata holds the alphabet and
+architecture, so ``predict.py --onnx X --decoder greedy`` reads with the ONNX file alone and never imports
+PyTorch (beam search still takes the language model from the checkpoint). After
 exporting, the example images (or ``--check`` images) are read with PyTorch and with onnxruntime (when
 installed) and the texts compared; the exit status is 1 when they differ (not checked with ``--int8``, whose
 rounding may change a character: measure it with ``benchmarks/predict_speed.py``).
@@ -19,6 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from htr.checkpoint import CheckpointError, load_model
@@ -57,7 +59,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
     onnx.save(graph, str(output))
 
 
-def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[torch.Tensor], batch: int = 8) -> None:
+def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[np.ndarray], batch: int = 8) -> None:
     """int8 convolutions (static: per-channel weights, activations calibrated on ``calibration`` lines) and
     LSTM (dynamic: int8 weights, activations quantized on the fly); the output layer stays fp32."""
     import tempfile
@@ -71,12 +73,12 @@ def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from htr.preprocess import pad_batch
+    from htr.preprocess import pad_arrays
 
     class Lines(CalibrationDataReader):
         def __init__(self) -> None:
             chunks = [calibration[i : i + batch] for i in range(0, len(calibration), batch)]
-            self.batches = iter([{"images": pad_batch(chunk)[0].numpy()} for chunk in chunks])
+            self.batches = iter([{"images": pad_arrays(chunk)[0]} for chunk in chunks])
 
         def get_next(self) -> dict | None:
             return next(self.batches, None)
@@ -90,25 +92,6 @@ def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[
             weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv"],
         )  # fmt: skip
         quantize_dynamic(convolutions, str(output), op_types_to_quantize=["LSTM"], weight_type=QuantType.QInt8)
-
-
-class OnnxNetwork:
-    """An exported network run by onnxruntime, called like the CRNN at inference: images -> (log_probs, None)."""
-
-    def __init__(self, path: str | Path, alphabet: str, threads: int = 0) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        stored = self.session.get_modelmeta().custom_metadata_map.get("alphabet")
-        if stored != alphabet:
-            raise ValueError(f"{path} was not exported from this checkpoint (its alphabet differs)")
-
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
-        images = images.float().contiguous().cpu().numpy()
-        return torch.from_numpy(self.session.run(None, {"images": images})[0]), None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             model, alphabet = load_model(args.checkpoint)
             lines = LineDataset(load_splits(args.int8)["train"], alphabet, model.config.height, model.output_length,
                                 "calibration", limit=64, for_training=False)  # fmt: skip
-            quantize_onnx(args.output, args.output, [lines[i][0] for i in range(len(lines))])
+            quantize_onnx(args.output, args.output, [lines[i][0].numpy() for i in range(len(lines))])
     except (CheckpointError, OSError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

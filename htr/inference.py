@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-import torch
+import numpy as np
 from PIL import Image
 
 from htr.alphabet import Alphabet
 from htr.batching import bucketed_batches
-from htr.checkpoint import model_from_checkpoint, read_checkpoint
 from htr.decode import Decoder, confidences, make_decoder
-from htr.model import CRNN
-from htr.preprocess import has_ink, ink_map, line_tensor, pad_batch, preprocess, to_grayscale
-from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision
+from htr.model_config import ModelConfig
+from htr.preprocess import has_ink, ink_map, line_array, pad_arrays, preprocess_array, to_grayscale
 from htr.segment import looks_like_one_line, segment_lines
 
 
@@ -27,18 +26,25 @@ class Reading:
     confidence: float
 
 
-@torch.inference_mode()
-def transcribe(
-    model: CRNN, alphabet: Alphabet, widths: list[int], line: Callable[[int], torch.Tensor], batch_size: int,
-    device: torch.device, dtype: torch.dtype | None = None, decoder: Decoder | None = None,
-    network: Callable[[torch.Tensor], tuple] | None = None, pad_to: int = 1,
-) -> list[Reading]:  # fmt: skip
-    """Readings of lines ``line(0) .. line(n - 1)`` ((1, H, W) tensors of the given widths), in that order.
+class Network(Protocol):
+    """A network that reads: ``htr.runtime.TorchNetwork`` (PyTorch) or ``htr.onnx_network.OnnxNetwork``."""
 
-    Lines are batched by width to cut padding; the model must already be in eval mode. Greedy by default.
-    A line without ink reads as empty text with confidence 1. ``network`` replaces ``model``'s forward pass
-    (e.g. an ONNX session); ``model`` still gives the frame counts. ``pad_to``: batch widths are rounded up to
-    a multiple of it (fewer distinct shapes for the kernel caches: less memory over many batches)."""
+    config: ModelConfig
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Images (B, 1, H, W) float32 -> log-probabilities (T, B, C) float32."""
+        ...
+
+
+def transcribe(
+    network: Network, alphabet: Alphabet, widths: list[int], line: Callable[[int], np.ndarray], batch_size: int,
+    decoder: Decoder | None = None, pad_to: int = 1,
+) -> list[Reading]:  # fmt: skip
+    """Readings of lines ``line(0) .. line(n - 1)`` ((1, H, W) float32 arrays of the given widths), in that order.
+
+    Lines are batched by width to cut padding. Greedy by default. A line without ink reads as empty text with
+    confidence 1. ``pad_to``: batch widths are rounded up to a multiple of it (fewer distinct shapes for the
+    kernel caches: less memory over many batches)."""
     decoder = decoder or Decoder()
     readings: list[Reading | None] = [None] * len(widths)
     for indices in bucketed_batches(widths, batch_size, seed=None):
@@ -48,17 +54,11 @@ def transcribe(
             del lines[i]
         if not lines:
             continue
-        indices = list(lines)
-        images, batch_widths = pad_batch(list(lines.values()), multiple=pad_to)
-        images = images.to(device)
-        if prefers_channels_last(device, dtype) and network is None:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            log_probs, _ = (network or model)(images)
-        lengths = model.output_lengths(batch_widths)
-        log_probs = log_probs.float().cpu()
+        images, batch_widths = pad_arrays(list(lines.values()), multiple=pad_to)
+        log_probs = network(images)
+        lengths = network.config.output_lengths(batch_widths)
         paths = decoder.paths(log_probs, lengths, alphabet)
-        for i, path, confidence in zip(indices, paths, confidences(log_probs, lengths, paths)):
+        for i, path, confidence in zip(lines, paths, confidences(log_probs, lengths, paths)):
             readings[i] = Reading(alphabet.decode(path), confidence)
     return readings  # type: ignore[return-value]
 
@@ -74,44 +74,52 @@ class Recognizer:
         self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
         **decoder_options,
     ) -> None:  # fmt: skip
-        self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
-        state = read_checkpoint(checkpoint)
-        self.model, self.alphabet = model_from_checkpoint(state, checkpoint, self.device)
-        self.network = None
-        if onnx is not None:  # onnxruntime runs the network (fp32, CPU); the checkpoint gives everything else
-            from htr.export import OnnxNetwork
+        self.network: Network
+        if onnx is not None:  # ONNX Runtime runs the network on the CPU; greedy decoding then needs no PyTorch
+            from htr.onnx_network import OnnxNetwork
 
-            self.device, self.dtype = torch.device("cpu"), None
-            self.network = OnnxNetwork(onnx, self.alphabet.chars)
-        elif prefers_channels_last(self.device, self.dtype):
-            self.model = self.model.to(memory_format=torch.channels_last)
+            onnx_network = OnnxNetwork(onnx)
+            self.network, self.alphabet, state = onnx_network, onnx_network.alphabet, {}
+            if decoder_options.get("decoder", "auto") != "greedy" and decoder_options.get("lm", "auto") == "auto":
+                from htr.checkpoint import read_checkpoint
+
+                state = read_checkpoint(checkpoint)  # for its language model
+                if state["alphabet"] != self.alphabet.chars:
+                    raise ValueError(f"{onnx} was not exported from {checkpoint} (their alphabets differ)")
+        else:
+            from htr.checkpoint import model_from_checkpoint, read_checkpoint
+            from htr.runtime import TorchNetwork, resolve_device, resolve_precision
+
+            resolved = resolve_device(device)
+            state = read_checkpoint(checkpoint)
+            model, self.alphabet = model_from_checkpoint(state, checkpoint, resolved)
+            self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved))
         self.decoder = make_decoder(state, **decoder_options)
 
-    def prepare(self, image: Image.Image) -> torch.Tensor:
-        """The model's input for one PIL image of a line: (1, H, W)."""
-        return preprocess(image, self.model.config.height)
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """The model's input for one PIL image of a line: a (1, H, W) float32 array."""
+        return preprocess_array(image, self.network.config.height)
 
-    def prepare_lines(self, image: Image.Image, segment: str = "auto") -> tuple[list[torch.Tensor], list | None]:
+    def prepare_lines(self, image: Image.Image, segment: str = "auto") -> tuple[list[np.ndarray], list | None]:
         """The model's inputs for the text lines of an image, and their boxes (None when not segmented).
 
         ``segment``: ``auto`` (split into lines when more than one is found), ``always`` or ``never``."""
         gray = to_grayscale(image)
         ink = ink_map(gray)
-        height = self.model.config.height
+        height = self.network.config.height
         if segment == "always" or (segment == "auto" and not looks_like_one_line(ink)):
             scale = max(image.size) / max(gray.shape)  # to_grayscale may have shrunk a huge image
             lines = segment_lines(ink, scale)
             if len(lines) > 1 or (segment == "always" and lines):
-                return [line_tensor(line.ink, height) for line in lines], [line.box for line in lines]
-        return [line_tensor(ink, height)], None
+                return [line_array(line.ink, height) for line in lines], [line.box for line in lines]
+        return [line_array(ink, height)], None
 
-    def read_prepared(self, lines: list[torch.Tensor], batch_size: int = 16) -> list[Reading]:
-        """Readings of preprocessed lines, in input order."""
+    def read_prepared(self, lines: list[np.ndarray], batch_size: int = 16) -> list[Reading]:
+        """Readings of preprocessed lines (from ``prepare`` or ``prepare_lines``), in input order."""
         widths = [line.shape[-1] for line in lines]
         return transcribe(
-            self.model, self.alphabet, widths, lines.__getitem__, batch_size, self.device, self.dtype, self.decoder,
-            self.network, pad_to=64,  # predict.py over 390 lines: peak memory 907 -> 676 MiB, same speed and CER
+            self.network, self.alphabet, widths, lines.__getitem__, batch_size, self.decoder,
+            pad_to=64,  # predict.py over 390 lines: peak memory 907 -> 676 MiB, same speed and CER
         )  # fmt: skip
 
     def read(self, images: list[Image.Image], batch_size: int = 16) -> list[Reading]:

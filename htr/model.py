@@ -8,27 +8,10 @@ when reading.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 
-
-@dataclass
-class ModelConfig:
-    """Architecture of a CRNN; saved in every checkpoint so it can be rebuilt exactly."""
-
-    num_classes: int  # characters + CTC blank
-    height: int = 64  # input image height in pixels
-    stem_channels: int = 32  # a stride-2 3×3 convolution before the residual blocks
-    cnn: list = field(default_factory=lambda: ["M", [2, 64], "Mh", [2, 128], "Mh", [2, 256]])
-    rnn_hidden: int = 256  # per direction
-    rnn_layers: int = 2
-    dropout: float = 0.2
-    shortcut: bool = True  # auxiliary CTC head on the CNN features, training only
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from htr.model_config import ModelConfig
 
 
 class ResidualBlock(nn.Module):
@@ -90,20 +73,16 @@ class CRNN(nn.Module):
 
     def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
         """Number of CTC frames for images of the given widths (before padding)."""
-        lengths = (widths + 1) // 2  # stem: 3×3, stride 2, padding 1
-        for item in self.config.cnn:
-            if item == "M":
-                lengths = lengths // 2
-        return lengths
+        return self.config.output_lengths(widths)
 
     def output_length(self, width: int) -> int:
         """Number of CTC frames for one image of ``width`` pixels."""
-        return int(self.output_lengths(torch.tensor(width)))
+        return int(self.config.output_lengths(width))
 
     @property
     def width_factor(self) -> int:
         """Pixels of input width per CTC frame."""
-        return 2 ** (1 + sum(item == "M" for item in self.config.cnn))
+        return self.config.width_factor
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(B, 1, H, W) -> log-probabilities (T, B, C), and the shortcut head's (T, B, C) or None."""

@@ -1,8 +1,9 @@
 """Image preprocessing shared by training, evaluation, the notebook and predict.py.
 
-Any PIL image becomes a (1, H, W) float tensor of fixed height H, aspect ratio kept, in which ink is 1.0
-and paper 0.0: grayscale with transparency composited on white, light-on-dark inverted, cropped to the ink
-with a small margin, contrast stretched. Because paper is 0.0, padding a batch with zeros pads with paper.
+Any PIL image becomes a (1, H, W) float array (a tensor, for training) of fixed height H, aspect ratio kept,
+in which ink is 1.0 and paper 0.0: grayscale with transparency composited on white, light-on-dark inverted,
+cropped to the ink with a small margin, contrast stretched. Because paper is 0.0, padding a batch with zeros
+pads with paper.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:  # PyTorch is imported only where tensors are made: reading with ONNX Runtime needs none
+    import torch
 
 MIN_CONTRAST = 48.0  # grey levels; fainter images are not stretched more than this, so paper noise stays small
 MIN_WIDTH = 16  # narrower results are stretched to this, so every line yields a few CTC frames
@@ -101,32 +105,48 @@ def scaled_width(width: int, height: int, target_height: int, max_width: int | N
     return min(new_width, max_width) if max_width else new_width
 
 
+def preprocess_array(image: Image.Image, height: int) -> np.ndarray:
+    """A PIL line image -> (1, height, W) float32 array, ink 1.0 on paper 0.0 (see module docstring)."""
+    return line_array(ink_map(to_grayscale(image)), height)
+
+
 def preprocess(image: Image.Image, height: int) -> torch.Tensor:
-    """A PIL line image -> (1, height, W) float tensor, ink 1.0 on paper 0.0 (see module docstring)."""
-    return line_tensor(ink_map(to_grayscale(image)), height)
+    """``preprocess_array`` as a tensor (for training)."""
+    import torch
+
+    return torch.from_numpy(preprocess_array(image, height))
 
 
-def line_tensor(ink: np.ndarray, height: int) -> torch.Tensor:
-    """An ink map (paper 0, ink 1) of one line -> cropped to the ink and scaled to (1, height, W)."""
+def line_array(ink: np.ndarray, height: int) -> np.ndarray:
+    """An ink map (paper 0, ink 1) of one line -> cropped to the ink and scaled to a (1, height, W) float32 array."""
     ink = crop_to_ink(ink)
     width = scaled_width(ink.shape[1], ink.shape[0], height, MAX_ASPECT * height)
     resized = Image.fromarray(np.ascontiguousarray(ink)).resize((width, height), Image.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)).unsqueeze(0)
+    return np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)[None]
 
 
-def has_ink(line: torch.Tensor) -> bool:
+def has_ink(line: np.ndarray | torch.Tensor) -> bool:
     """Whether a preprocessed line holds any ink (a blank image reads as empty text)."""
     return bool((line > INK_THRESHOLD).any())
 
 
-def pad_batch(images: list[torch.Tensor], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (1, H, W_i) tensors into (B, 1, H, max W_i rounded up to ``multiple``), padded on the right with
-    paper (0)."""
-    widths = torch.tensor([im.shape[-1] for im in images], dtype=torch.long)
-    batch = images[0].new_zeros(len(images), 1, images[0].shape[-2], -(-int(widths.max()) // multiple) * multiple)
+def pad_arrays(images: list[np.ndarray], multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Stack (1, H, W_i) arrays into (B, 1, H, max W_i rounded up to ``multiple``), padded on the right with
+    paper (0), and their widths."""
+    widths = np.array([im.shape[-1] for im in images], dtype=np.int64)
+    batch = np.zeros((len(images), 1, images[0].shape[-2], -(-int(widths.max()) // multiple) * multiple),
+                     dtype=images[0].dtype)  # fmt: skip
     for i, im in enumerate(images):
         batch[i, :, :, : im.shape[-1]] = im
     return batch, widths
+
+
+def pad_batch(images: list[torch.Tensor], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pad_arrays`` for CPU tensors."""
+    import torch
+
+    batch, widths = pad_arrays([im.numpy() for im in images], multiple)
+    return torch.from_numpy(batch), torch.from_numpy(widths)
 
 
 def to_display(image: torch.Tensor) -> np.ndarray:

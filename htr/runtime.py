@@ -6,7 +6,10 @@ import contextlib
 import random
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from htr.model import CRNN
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -61,3 +64,22 @@ def seed_everything(seed: int) -> None:
     """Seed Python's and PyTorch's generators (the project uses no NumPy randomness)."""
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+class TorchNetwork:
+    """A CRNN in eval mode on a device at a precision: images (B, 1, H, W) float32 -> log-probabilities (T, B, C)
+    as a float32 array, like ``htr.onnx_network.OnnxNetwork``."""
+
+    def __init__(self, model: CRNN, device: torch.device, dtype: torch.dtype | None = None) -> None:
+        self.channels_last = prefers_channels_last(device, dtype)
+        self.model = model.to(device, memory_format=torch.channels_last) if self.channels_last else model.to(device)
+        self.config, self.device, self.dtype = model.config, device, dtype
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(images).to(self.device)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.dtype):
+            log_probs, _ = self.model(batch)
+        return log_probs.float().cpu().numpy()

@@ -9,8 +9,9 @@ import torch
 
 from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, model_checkpoint
-from htr.export import OnnxNetwork, export_onnx
+from htr.export import export_onnx
 from htr.model import CRNN, ModelConfig
+from htr.onnx_network import OnnxNetwork
 from tests.conftest import render_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,11 +25,12 @@ def test_onnx_matches_pytorch_at_any_width_and_batch(tmp_path):
     model = CRNN(config).eval()
     atomic_save(model_checkpoint(model, alphabet), tmp_path / "model.pth")
     export_onnx(tmp_path / "model.pth", tmp_path / "model.onnx")
-    network = OnnxNetwork(tmp_path / "model.onnx", alphabet.chars)
+    network = OnnxNetwork(tmp_path / "model.onnx")
+    assert network.alphabet == alphabet and network.config == config  # from the file's metadata
     for batch, width in [(1, 40), (3, 333), (2, 1500)]:
         images = torch.rand(batch, 1, config.height, width)
         expected = model(images)[0].detach().numpy()
-        got = network(images)[0].numpy()
+        got = network(images.numpy())
         assert got.shape == expected.shape == (model.output_length(width), batch, alphabet.num_classes)
         np.testing.assert_allclose(got, expected, atol=1e-4)
 
@@ -44,9 +46,44 @@ def test_onnx_matches_pytorch_at_any_width_and_batch(tmp_path):
     run = [sys.executable, "predict.py", "--checkpoint", str(tmp_path / "model.pth"), "--decoder", "greedy",
            "--precision", "fp32", "--format", "tsv"]  # fmt: skip
     by_torch = subprocess.run([*run, *images], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    by_onnx = subprocess.run([*run, "--onnx", str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+    assert by_torch.returncode == 0, by_torch.stderr
+    # greedy with ONNX needs no checkpoint and never imports PyTorch
+    without_torch = (
+        "import sys, predict; code = predict.main(sys.argv[1:]); "
+        "print('PyTorch imported' if 'torch' in sys.modules else 'no PyTorch', file=sys.stderr); sys.exit(code)"
+    )
+    by_onnx = subprocess.run(
+        [sys.executable, "-c", without_torch, "--checkpoint", str(tmp_path / "absent.pth"), "--decoder", "greedy",
+         "--format", "tsv", "--onnx", str(tmp_path / "model.onnx"), *images],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert by_onnx.returncode == 0, by_onnx.stderr
-    assert [r.split("\t")[1] for r in by_onnx.stdout.splitlines()] == [
-        r.split("\t")[1] for r in by_torch.stdout.splitlines()
-    ]
+    assert by_onnx.stderr.strip() == "no PyTorch"
+    texts_and_confidences = [r.split("\t")[1:] for r in by_onnx.stdout.splitlines()]
+    assert texts_and_confidences == [r.split("\t")[1:] for r in by_torch.stdout.splitlines()]
+    assert len(texts_and_confidences) == 3
+
+
+def test_onnx_file_must_carry_its_alphabet_and_match_the_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    for name, chars in [("ab", "ab "), ("abc", "abc ")]:
+        alphabet = Alphabet(chars)
+        config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 8]], rnn_hidden=8,
+                             rnn_layers=1, shortcut=False)  # fmt: skip
+        atomic_save(model_checkpoint(CRNN(config).eval(), alphabet), tmp_path / f"{name}.pth")
+    export_onnx(tmp_path / "ab.pth", tmp_path / "ab.onnx")
+    render_line("ab").save(tmp_path / "line.png")
+    predict = [sys.executable, "predict.py", str(tmp_path / "line.png"), "--onnx", str(tmp_path / "ab.onnx")]
+    mismatched = subprocess.run([*predict, "--checkpoint", str(tmp_path / "abc.pth"), "--decoder", "beam"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert mismatched.returncode == 2
+    assert mismatched.stderr.strip().endswith(
+        "was not exported from " + str(tmp_path / "abc.pth") + " (their alphabets differ)"
+    )
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    broken = subprocess.run([*predict[:-1], str(tmp_path / "broken.onnx"), "--decoder", "greedy"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert broken.returncode == 2 and broken.stderr.startswith(
+        f"error: cannot load ONNX model {tmp_path / 'broken.onnx'}"
+    )
+    assert len(broken.stderr.splitlines()) == 1

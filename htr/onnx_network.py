@@ -1,0 +1,36 @@
+"""An exported network run by ONNX Runtime, without PyTorch (see ``htr.export``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from htr.alphabet import Alphabet
+from htr.model_config import ModelConfig
+
+
+class OnnxNetwork:
+    """Images (B, 1, H, W) float32 -> log-probabilities (T, B, C), like ``htr.runtime.TorchNetwork``.
+
+    The export stores the alphabet and architecture in the file's metadata, so it reads on its own."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for missing or broken files
+            raise ValueError(f"cannot load ONNX model {path}: {str(error).splitlines()[0]}") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "alphabet" not in metadata or "model_config" not in metadata:
+            raise ValueError(f"{path} has no alphabet/model_config metadata: export it with `python -m htr.export`")
+        self.alphabet = Alphabet(metadata["alphabet"])
+        self.config = ModelConfig(**json.loads(metadata["model_config"]))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"images": np.ascontiguousarray(images, dtype=np.float32)})[0]
