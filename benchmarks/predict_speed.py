@@ -1,20 +1,22 @@
 """Whole-process reading speed and peak memory of predict.py over a folder of line images, beside a baseline.
 
     python benchmarks/predict_speed.py --dataset ../shared/data/iam-dev --split validation \\
-        --baseline ../shared/baseline/baseline_crnn.pth
+        --baseline ../shared/baseline/baseline_crnn.pth --repeat 3
 
 The split's lines are written as PNG files to a temporary folder (not timed). Each setting then runs as its own
 process, timed from start to exit (Python start-up, imports, model load, reading every image, printing), and its
 peak resident memory is taken from the OS: predict.py with greedy and beam decoding, on PyTorch and on ONNX
 Runtime (exported first, also quantized to int8 with 64 train lines for calibration), and the baseline CRNN
-given by path (run by ``--run-baseline``, its own preprocessing: squashed to 64×512, greedy). Prints lines/s,
-peak memory, CER and WER per setting, and our speed over the baseline's.
+given by path (run by ``--run-baseline``, its own preprocessing: squashed to 64×512, greedy). Settings take turns
+``--repeat`` times. Prints lines/s (median run) with the range of run times, peak memory, CER and WER per
+setting, and our speed over the baseline's. ONNX greedy runs read the ONNX file alone, without PyTorch.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--dataset")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--baseline", help="the baseline's state_dict (not part of this project)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per setting; the median time is reported")
     parser.add_argument("--run-baseline", nargs="+", metavar=("WEIGHTS", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_baseline:
@@ -121,16 +124,25 @@ def main() -> None:
             settings["baseline CRNN (0.7M, 64x512 squashed), greedy"] = [
                 sys.executable, __file__, "--run-baseline", args.baseline, *files,
             ]  # fmt: skip
-        print(f"{len(files)} line images from {args.dataset} ({args.split}); {os.cpu_count()} CPUs; whole process")
+        print(f"{len(files)} line images from {args.dataset} ({args.split}); {os.cpu_count()} CPUs; whole process; "
+              f"median of {args.repeat} run(s), settings taken in turn")  # fmt: skip
+        runs: dict[str, list[float]] = {name: [] for name in settings}
+        results: dict[str, tuple[float, str]] = {}
+        for _ in range(args.repeat):
+            for name, command in settings.items():
+                seconds, memory, stdout = timed(command)
+                runs[name].append(seconds)
+                results[name] = max(memory, results.get(name, (0.0, ""))[0]), stdout
         rates = {}
-        for name, command in settings.items():
-            seconds, memory, stdout = timed(command)
+        for name, (memory, stdout) in results.items():
+            seconds = statistics.median(runs[name])
             texts = dict(line.split("\t")[:2] for line in stdout.splitlines() if "\t" in line)
             hypotheses = [texts.get(f, "") for f in files]
             truth = [references[f] for f in files]
             rates[name] = len(files) / seconds
             errors = f"CER {100 * cer(truth, hypotheses):5.2f}%  WER {100 * wer(truth, hypotheses):5.2f}%"
-            print(f"{name:48s} {rates[name]:6.1f} lines/s  ({seconds:5.1f} s)  peak {memory:6.0f} MiB  {errors}",
+            spread = f"{min(runs[name]):5.1f}-{max(runs[name]):5.1f} s"
+            print(f"{name:48s} {rates[name]:6.1f} lines/s  ({spread})  peak {memory:6.0f} MiB  {errors}",
                   flush=True)  # fmt: skip
         if args.baseline:
             base = rates[next(n for n in rates if n.startswith("baseline"))]
