@@ -121,7 +121,7 @@ def test_beam_width_one_without_lm_equals_greedy():
     alphabet = Alphabet("abcde")
     for _ in range(200):
         log_probs = peaked_posteriors(rng, int(rng.integers(1, 60)), alphabet.num_classes)
-        greedy = greedy_paths(torch.from_numpy(log_probs)[:, None], torch.tensor([len(log_probs)]))[0]
+        greedy = greedy_paths(log_probs[:, None], [len(log_probs)])[0]
         assert prefix_beam_search(log_probs, alphabet, beam_width=1) == greedy
 
 
@@ -136,10 +136,10 @@ def test_language_model_resolves_an_ambiguous_character():
             log_probs[t, index[char]] = p
         log_probs[t, BLANK] = max(1e-3, 1 - sum(frame.values()))
     log_probs = np.log(log_probs / log_probs.sum(1, keepdims=True))
-    greedy = alphabet.decode(greedy_paths(torch.from_numpy(log_probs)[:, None], torch.tensor([len(frames)]))[0])
+    greedy = alphabet.decode(greedy_paths(log_probs[:, None], [len(frames)])[0])
     lm = build_lm(["then", "then the", "the hen", "when then"] * 5, order=4)
     decoder = Decoder("beam", beam_width=8, lm=lm, lm_weight=1.0, insertion_bonus=0.0)
-    beam = alphabet.decode(decoder.paths(torch.from_numpy(log_probs)[:, None], torch.tensor([7]), alphabet)[0])
+    beam = alphabet.decode(decoder.paths(log_probs[:, None], [7], alphabet)[0])
     assert greedy == "tben" and beam == "then"
 
 
@@ -151,14 +151,31 @@ def test_confidence_is_the_per_character_probability_of_the_text():
     for p in itertools.product(range(3), repeat=4):
         if list(collapse(p)) == path:
             total = np.logaddexp(total, sum(log_probs[t, c] for t, c in enumerate(p)))
-    (confidence,) = confidences(torch.from_numpy(log_probs)[:, None], torch.tensor([4]), [path])
+    (confidence,) = confidences(log_probs[:, None], [4], [path])
     assert math.isclose(confidence, math.exp(total / 3), rel_tol=1e-5)
     sure = np.log(np.full((20, 6), 0.01) + np.eye(6)[rng.integers(0, 6, 20)])
     unsure = np.log(np.full((20, 6), 1 / 6))
-    batch = torch.from_numpy(np.stack([sure, unsure], axis=1)).log_softmax(-1)
-    paths = greedy_paths(batch, torch.tensor([20, 20]))
-    high, low = confidences(batch, torch.tensor([20, 20]), paths)
+    batch = torch.from_numpy(np.stack([sure, unsure], axis=1)).log_softmax(-1).numpy()
+    paths = greedy_paths(batch, [20, 20])
+    high, low = confidences(batch, [20, 20], paths)
     assert 0 <= low < 0.5 < high <= 1
+
+
+def test_confidence_agrees_with_pytorch_ctc_loss_over_a_ragged_batch():
+    torch.manual_seed(3)
+    frames, classes = 50, 6
+    log_probs = (3 * torch.randn(frames, 7, classes)).log_softmax(-1)
+    lengths = [50, 31, 50, 12, 5, 40, 50]
+    paths = greedy_paths(log_probs.numpy(), lengths)
+    paths[2], paths[5] = [1, 1, 2, 3, 3], []  # repeated labels; an empty text
+    paths[4], paths[6] = [1, 2, 1, 2, 1, 2], [4] * 30  # need 6 of 5 and 59 of 50 frames: no alignment
+    targets = torch.tensor([c for path in paths for c in path])
+    nll = torch.nn.functional.ctc_loss(log_probs, targets, torch.tensor(lengths), torch.tensor([len(p) for p in paths]),
+                                       reduction="none")  # fmt: skip
+    expected = [math.exp(-n / (len(p) + 1)) for n, p in zip(nll.tolist(), paths)]
+    got = confidences(log_probs.numpy(), lengths, paths)
+    assert got[4] == 0.0 and got[6] == 0.0  # impossible alignments
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-12)
 
 
 def test_lines_sharing_a_passage_with_held_out_text_are_left_out():
