@@ -22,10 +22,13 @@ class OnnxNetwork:
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        if not Path(path).is_file():
+            raise ValueError(f"ONNX model not found: {path} (write one with `python -m htr.export`)")
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own exception types for missing or broken files
-            raise ValueError(f"cannot load ONNX model {path}: {str(error).splitlines()[0]}") from None
+        except Exception as error:  # onnxruntime's own exception types; the reason follows its "failed:"
+            reason = str(error).splitlines()[0].rsplit("failed:", 1)[-1].strip()
+            raise ValueError(f"cannot load ONNX model {path}: {reason}") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "alphabet" not in metadata or "model_config" not in metadata:
             raise ValueError(f"{path} has no alphabet/model_config metadata: export it with `python -m htr.export`")
