@@ -16,16 +16,13 @@ class OnnxNetwork:
 
     The export stores the alphabet and architecture in the file's metadata, so it reads on its own."""
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    def __init__(self, path: str | Path) -> None:
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         if not Path(path).is_file():
             raise ValueError(f"ONNX model not found: {path} (write one with `python -m htr.export`)")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own exception types; the reason follows its "failed:"
             reason = str(error).splitlines()[0].rsplit("failed:", 1)[-1].strip()
             raise ValueError(f"cannot load ONNX model {path}: {reason}") from None
