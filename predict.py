@@ -126,10 +126,14 @@ def read_chunk(recognizer, files: list[str], args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from htr.cpu_share import CpuShare
+
+    cpu_share = CpuShare(period=1.0)  # the model's loading is its first look at what else runs
     from htr.inference import Recognizer  # after parsing, so --help is instant; PyTorch only when it runs the model
 
     try:
-        recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, **decoder_options(args))
+        recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, cpu_share,
+                                **decoder_options(args))  # fmt: skip
     except (ValueError, OSError, ImportError) as error:  # htr.checkpoint.CheckpointError is a ValueError
         print(f"error: {error}".splitlines()[0], file=sys.stderr)
         return 2

@@ -16,12 +16,16 @@ import torch
 from torch.nn.functional import ctc_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+from htr.cpu_share import CpuShare
 from htr.model import CRNN, ModelConfig, count_parameters
 from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision
 
 
-def measure(height: int, width: int, batch_size: int, steps: int, precision: str, device: torch.device) -> float:
+def measure(
+    height: int, width: int, batch_size: int, steps: int, precision: str, device: torch.device, share_cpu: bool = True
+) -> float:
     torch.manual_seed(0)
+    cpu_share = CpuShare(period=2.0) if share_cpu and device.type == "cpu" else None  # as htr.train does
     dtype = resolve_precision(precision, device)
     memory_format = torch.channels_last if prefers_channels_last(device, dtype) else torch.contiguous_format
     model = CRNN(ModelConfig(num_classes=80, height=height)).to(device).to(memory_format=memory_format)
@@ -31,6 +35,8 @@ def measure(height: int, width: int, batch_size: int, steps: int, precision: str
     lengths = model.output_lengths(torch.full((batch_size,), width))
     target_lengths = torch.full((batch_size,), 40)
     for step in range(steps + 1):
+        if cpu_share is not None:
+            cpu_share.update()
         if step == 1:  # the first step warms up kernels and allocators
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -59,10 +65,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--share-cpu", action=argparse.BooleanOptionalAction, default=True,
+                        help="threads follow the cores other processes leave free, as in htr.train")  # fmt: skip
     args = parser.parse_args()
     device = resolve_device(args.device)
     for height in args.heights:
-        measure(height, args.width_per_64px * height // 64, args.batch_size, args.steps, args.precision, device)
+        measure(height, args.width_per_64px * height // 64, args.batch_size, args.steps, args.precision, device,
+                args.share_cpu)  # fmt: skip
 
 
 if __name__ == "__main__":

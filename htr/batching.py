@@ -18,3 +18,24 @@ def bucketed_batches(widths: list[int], batch_size: int, seed: int | None) -> li
     indices = torch.argsort(order).tolist()
     batches = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def weighted_epoch(sizes: list[int], weights: list[float], seed: int) -> list[int]:
+    """Indices into the concatenation of datasets of ``sizes`` for one epoch: ``round(w * n)`` lines of a dataset
+    of n lines with weight w (every line ``floor(w)`` times, then a seeded random share of the rest). With
+    all weights 1: every line once, in order."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    indices: list[int] = []
+    offset = 0
+    for size, weight in zip(sizes, weights):
+        if weight < 0:
+            raise ValueError(f"dataset weights must be >= 0, got {weight}")
+        count = round(weight * size)
+        whole, rest = divmod(count, size) if size else (0, 0)
+        indices += [offset + i for _ in range(whole) for i in range(size)]
+        if rest:
+            indices += sorted(offset + i for i in torch.randperm(size, generator=generator)[:rest].tolist())
+        offset += size
+    return indices

@@ -158,9 +158,11 @@ def carve_validation(train: datasets.Dataset, fraction: float, seed: int) -> tup
 
 
 def load_splits(
-    source: str = DEFAULT_DATASET, val_fraction: float = 0.1, seed: int = 0, iam_keep_err: bool = False
-) -> datasets.DatasetDict:
-    """Train/validation(/test) splits of ``source``; validation is carved from train when missing."""
+    source: str = DEFAULT_DATASET, val_fraction: float = 0.1, seed: int = 0, iam_keep_err: bool = False,
+    carve: bool = True,
+) -> datasets.DatasetDict:  # fmt: skip
+    """Train/validation(/test) splits of ``source``; validation is carved from train when missing (unless
+    ``carve`` is false: then there is no validation split)."""
     raw = load_source(source, iam_keep_err)
     splits = {}
     for name, split in raw.items():
@@ -170,9 +172,27 @@ def load_splits(
         splits[canonical] = _standardize(split)
     if "train" not in splits:
         raise DatasetSourceError(f"{source} has no train split (splits: {sorted(raw)})")
-    if "validation" not in splits:
+    if "validation" not in splits and carve:
         splits["train"], splits["validation"] = carve_validation(splits["train"], val_fraction, seed)
     return datasets.DatasetDict(splits)
+
+
+def load_training_data(
+    sources: list[str], val_source: str = "", val_fraction: float = 0.1, seed: int = 0, iam_keep_err: bool = False
+) -> tuple[list[datasets.Dataset], datasets.Dataset]:
+    """The train split of each of ``sources`` and one validation split: that of ``val_source`` (default: the
+    first source). Only the validation source has validation carved from its train split when it has none;
+    the validation splits of the other sources are left out of training."""
+    val_source = val_source or sources[0]
+    trains, validation = [], None
+    for source in sources:
+        splits = load_splits(source, val_fraction, seed, iam_keep_err, carve=source == val_source)
+        trains.append(splits["train"])
+        if source == val_source:
+            validation = splits["validation"]
+    if validation is None:
+        validation = load_splits(val_source, val_fraction, seed, iam_keep_err)["validation"]
+    return trains, validation
 
 
 def decode_row_image(image: dict) -> Image.Image:

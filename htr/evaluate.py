@@ -16,6 +16,7 @@ import sys
 import torch
 
 from htr.alphabet import Alphabet
+from htr.cpu_share import CpuShare
 from htr.data import LineDataset
 from htr.decode import Decoder
 from htr.inference import Reading, transcribe
@@ -29,11 +30,12 @@ log = logging.getLogger(__name__)
 def transcribe_dataset(
     model: CRNN, dataset: LineDataset, alphabet: Alphabet, batch_size: int,
     device: torch.device, dtype: torch.dtype | None = None, decoder: Decoder | None = None,
+    cpu_share: CpuShare | None = None,
 ) -> list[Reading]:  # fmt: skip
     """Readings of every line of ``dataset`` (greedy unless ``decoder`` says otherwise), in dataset order."""
     was_training = model.training
     model.eval()
-    network = TorchNetwork(model, device, dtype)
+    network = TorchNetwork(model, device, dtype, cpu_share)
     readings = transcribe(network, alphabet, dataset.widths, lambda i: dataset[i][0].numpy(), batch_size, decoder)
     model.train(was_training)
     return readings
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_decoder_arguments(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cpu_share = CpuShare(period=2.0)
     try:
         device = resolve_device(args.device)
         checkpoint = read_checkpoint(args.checkpoint)
@@ -104,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     readings = transcribe_dataset(
-        model, dataset, alphabet, args.batch_size, device, resolve_precision(args.precision, device), decoder
+        model,
+        dataset,
+        alphabet,
+        args.batch_size,
+        device,
+        resolve_precision(args.precision, device),
+        decoder,
+        cpu_share,
     )
     rates = error_rates(dataset.texts, [r.text for r in readings])
     print(

@@ -12,6 +12,7 @@ from PIL import Image
 
 from htr.alphabet import Alphabet
 from htr.batching import bucketed_batches
+from htr.cpu_share import CpuShare
 from htr.decode import Decoder, confidences, make_decoder
 from htr.model_config import ModelConfig
 from htr.preprocess import has_ink, ink_map, line_array, pad_arrays, preprocess_array, to_grayscale
@@ -68,11 +69,12 @@ class Recognizer:
 
     ``precision``: see ``htr.runtime.resolve_precision`` (auto: bf16 on CPUs with native bf16, which reads IAM
     validation twice as fast with the same CER); ``decoder_options``: see ``htr.decode.make_decoder`` (by default
-    beam search with the checkpoint's language model when it has one, else greedy)."""
+    beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
+    ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default)."""
 
     def __init__(
         self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
-        **decoder_options,
+        cpu_share: CpuShare | None = None, **decoder_options,
     ) -> None:  # fmt: skip
         self.network: Network
         if onnx is not None:  # ONNX Runtime runs the network on the CPU; greedy decoding then needs no PyTorch
@@ -93,7 +95,7 @@ class Recognizer:
             resolved = resolve_device(device)
             state = read_checkpoint(checkpoint)
             model, self.alphabet = model_from_checkpoint(state, checkpoint, resolved)
-            self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved))
+            self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved), cpu_share)
         self.decoder = make_decoder(state, **decoder_options)
 
     def prepare(self, image: Image.Image) -> np.ndarray:

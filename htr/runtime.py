@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from htr.cpu_share import CpuShare, usable_cores
 from htr.model import CRNN
 
 
@@ -60,6 +61,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
+def describe(device: torch.device, dtype: torch.dtype | None) -> str:
+    """The hardware and precision in a few words, e.g. 'Intel(R) Xeon(R) ..., 2 cores (bf16)'."""
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({precision})"
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+    except OSError:
+        names = []
+    return f"{names[0] if names else 'CPU'}, {usable_cores()} cores ({precision})"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's and PyTorch's generators (the project uses no NumPy randomness)."""
     random.seed(seed)
@@ -68,15 +82,21 @@ def seed_everything(seed: int) -> None:
 
 class TorchNetwork:
     """A CRNN in eval mode on a device at a precision: images (B, 1, H, W) float32 -> log-probabilities (T, B, C)
-    as a float32 array, like ``htr.onnx_network.OnnxNetwork``."""
+    as a float32 array, like ``htr.onnx_network.OnnxNetwork``. On the CPU, ``cpu_share`` (optional) keeps the
+    thread count at the cores other processes leave free (``htr.cpu_share``)."""
 
-    def __init__(self, model: CRNN, device: torch.device, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self, model: CRNN, device: torch.device, dtype: torch.dtype | None = None, cpu_share: CpuShare | None = None
+    ) -> None:
+        self.cpu_share = cpu_share if device.type == "cpu" else None
         self.channels_last = prefers_channels_last(device, dtype)
         self.model = model.to(device, memory_format=torch.channels_last) if self.channels_last else model.to(device)
         self.config, self.device, self.dtype = model.config, device, dtype
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self.cpu_share is not None:
+            self.cpu_share.update()
         batch = torch.from_numpy(images).to(self.device)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)

@@ -15,16 +15,18 @@ import json
 import logging
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.nn.functional import ctc_loss
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from htr.alphabet import Alphabet
 from htr.augment import AugmentConfig, augment_batch
-from htr.batching import bucketed_batches
+from htr.batching import bucketed_batches, weighted_epoch
 from htr.checkpoint import (
     CheckpointError,
     atomic_save,
@@ -32,12 +34,20 @@ from htr.checkpoint import (
     model_checkpoint,
     read_checkpoint,
 )
-from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_splits, normalize_text
+from htr.cpu_share import CpuShare
+from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_training_data, normalize_text
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig, count_parameters
 from htr.render import list_fonts
-from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision, seed_everything
+from htr.runtime import (
+    autocast,
+    describe,
+    prefers_channels_last,
+    resolve_device,
+    resolve_precision,
+    seed_everything,
+)
 from htr.synthetic import FontRenderer, InkRenderer, Renderer, read_text_lines, render_epoch
 
 log = logging.getLogger(__name__)
@@ -50,7 +60,11 @@ STATE_NAME = "last_state.pt"
 class TrainConfig:
     """Everything a training run depends on; saved in ``last_state.pt``."""
 
-    dataset: str = DEFAULT_DATASET  # hub id, or a local save_to_disk/parquet/IAM/labels.tsv path
+    # hub ids or local save_to_disk/parquet/IAM/labels.tsv paths; their train splits are concatenated
+    dataset: list[str] = field(default_factory=lambda: [DEFAULT_DATASET], metadata={"repeat": True})
+    dataset_weights: list[float] = field(default_factory=list)  # lines of each dataset per epoch as a multiple
+    # of its size (e.g. [1, 0.5]); empty: every line once
+    val_dataset: str = ""  # validation split of this source; empty: the first dataset's
     output_dir: str = "runs/htr"  # best checkpoint, last state and history; re-run to resume
     epochs: int = 80
     max_steps: int = 0  # stop (resumably) after this many optimizer steps in total; 0: no limit
@@ -65,6 +79,7 @@ class TrainConfig:
     precision: str = "auto"  # auto|fp32|bf16|fp16 (see htr.runtime.resolve_precision)
     device: str = "auto"  # auto|cpu|cuda
     num_workers: int = 0  # DataLoader workers (lines are preprocessed once and kept in memory)
+    share_cpu: bool = True  # on the CPU, use only the cores other processes leave free (htr.cpu_share)
     seed: int = 0
     val_fraction: float = 0.1  # carved from train when the dataset has no validation split
     iam_keep_err: bool = False  # IAM folder layout: also keep lines marked 'err'
@@ -80,8 +95,19 @@ class TrainConfig:
     font_dir: str = ""  # folder of .ttf/.otf/.woff(2) fonts; empty: the bundled ones (htr/fonts)
     render_workers: int = 2  # processes rendering the synthetic lines at the start of each epoch
     lm_order: int = 6  # order of the character LM built from the training texts into checkpoints; 0: none
+    ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (e.g. 0.999)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_classes=0))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dataset, str):  # one source given as a plain string
+            self.dataset = [self.dataset]
+        if self.dataset_weights and len(self.dataset_weights) != len(self.dataset):
+            raise ValueError(f"{len(self.dataset_weights)} dataset weights for {len(self.dataset)} datasets")
+
+    def weights(self) -> list[float]:
+        """Per-dataset weights (1 each unless ``dataset_weights`` says otherwise)."""
+        return list(self.dataset_weights) or [1.0] * len(self.dataset)
 
 
 def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
@@ -150,11 +176,14 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
     device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed)
+    cpu_share = CpuShare(period=10.0) if device.type == "cpu" and cfg.share_cpu else None
     state = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else None
 
-    splits = load_splits(cfg.dataset, cfg.val_fraction, cfg.seed, cfg.iam_keep_err)
+    train_splits, val_split = load_training_data(cfg.dataset, cfg.val_dataset, cfg.val_fraction, cfg.seed,
+                                                 cfg.iam_keep_err)  # fmt: skip
     renderers = synthetic_renderers(cfg) if renderers is None else renderers
-    texts = [normalize_text(t) for t in splits["train"]["text"]] + [t for r, _ in renderers for t in r.texts]
+    texts = [normalize_text(t) for split in train_splits for t in split["text"]]
+    texts += [t for r, _ in renderers for t in r.texts]
     initial = None
     if state:
         alphabet, model_cfg = Alphabet(state["alphabet"]), ModelConfig(**state["model_config"])
@@ -179,22 +208,28 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
     lm = build_lm(texts, cfg.lm_order) if cfg.lm_order > 0 else None  # deterministic: rebuilt on resume
 
     height, frames = model_cfg.height, model.output_length
-    train_set = LineDataset(splits["train"], alphabet, height, frames, "train", cfg.max_train_lines)
-    val_set = LineDataset(splits["validation"], alphabet, height, frames, "validation", cfg.max_val_lines,
-                          for_training=False)  # fmt: skip
-    parts = [(renderer, round(ratio * len(train_set))) for renderer, ratio in renderers]
+    real_sets = [LineDataset(split, alphabet, height, frames, "train" if len(train_splits) == 1 else f"train {source}",
+                             cfg.max_train_lines) for split, source in zip(train_splits, cfg.dataset)]  # fmt: skip
+    train_set = torch.utils.data.ConcatDataset(real_sets)
+    train_widths = [w for s in real_sets for w in s.widths]
+    val_set = LineDataset(val_split, alphabet, height, frames, "validation", cfg.max_val_lines, for_training=False)
+    real_per_epoch = len(weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed))
+    parts = [(renderer, round(ratio * real_per_epoch)) for renderer, ratio in renderers]
     parts = [(renderer, count) for renderer, count in parts if count > 0]
     synthetic_per_epoch = sum(count for _, count in parts)
-    steps_per_epoch = math.ceil((len(train_set) + synthetic_per_epoch) / cfg.batch_size)
+    steps_per_epoch = math.ceil((real_per_epoch + synthetic_per_epoch) / cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if prefers_channels_last(device, dtype):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
+        if cfg.ema_decay > 0 else None  # fmt: skip
 
     epoch, batch_in_epoch, step, best_cer, bad_epochs, history = 0, 0, 0, math.inf, 0, []
     skipped_batches = 0  # batches whose loss was not finite
+    lines_seen, train_seconds = 0, 0.0  # training lines and wall time in the optimizer loop, over all sittings
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -203,14 +238,22 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
         epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
         best_cer, bad_epochs, history = state["best_cer"], state["bad_epochs"], state["history"]
         skipped_batches = state.get("skipped_batches", 0)
+        lines_seen = state.get("lines_seen", step * cfg.batch_size)  # states from before lines were counted
+        train_seconds = state.get("train_seconds", 0.0)
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        elif ema is not None:
+            log.info("the saved state has no weight average: it starts from the current weights")
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"])
         log.info("resuming from %s: epoch %d, step %d, best CER %.4f", state_path, epoch + 1, step, best_cer)
     log.info("model: %.2fM parameters, %d classes; device %s, precision %s", count_parameters(model) / 1e6,
              alphabet.num_classes, device, dtype or "fp32")  # fmt: skip
-    log.info("train: %d real + %d synthetic lines per epoch; validation: %d lines", len(train_set),
+    log.info("train: %d real + %d synthetic lines per epoch; validation: %d lines", real_per_epoch,
              synthetic_per_epoch, len(val_set))  # fmt: skip
+    sitting = {"sitting": 1 + max([h.get("sitting", 1) for h in history], default=0),
+               "hardware": describe(device, dtype)}  # fmt: skip
 
     def save_state() -> None:
         atomic_save({
@@ -219,16 +262,20 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
             "batch_in_epoch": batch_in_epoch, "step": step, "best_cer": best_cer, "bad_epochs": bad_epochs,
             "history": history, "skipped_batches": skipped_batches, "rng_cpu": torch.get_rng_state(),
+            "lines_seen": lines_seen, "train_seconds": train_seconds,
+            "ema": ema.state_dict() if ema is not None else None,
             "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
         }, state_path)  # fmt: skip
 
     try:
         while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
-            epoch_set, widths = train_set, train_set.widths
+            chosen = weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed * 100_003 + epoch)
+            epoch_set = torch.utils.data.Subset(train_set, chosen)
+            widths = [train_widths[i] for i in chosen]
             if parts:
                 synthetic = render_epoch(parts, alphabet, height, frames, cfg.seed, epoch, cfg.render_workers, progress)
-                epoch_set = torch.utils.data.ConcatDataset([train_set, synthetic])
-                widths = train_set.widths + synthetic.widths
+                epoch_set = torch.utils.data.ConcatDataset([epoch_set, synthetic])
+                widths = widths + synthetic.widths
             model.train()
             batches = bucketed_batches(widths, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)
             loader = torch.utils.data.DataLoader(epoch_set, batch_sampler=batches[batch_in_epoch:],
@@ -236,9 +283,17 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
                        initial=batch_in_epoch, total=len(batches))  # fmt: skip
             running = None  # smoothed training loss; stays None for an epoch resumed after its last batch
+            clock = time.monotonic()
             for batch in bar:
+                if cpu_share is not None:
+                    cpu_share.update()
                 loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype)
+                if ema is not None:
+                    ema.update_parameters(model)
                 step, batch_in_epoch = step + 1, batch_in_epoch + 1
+                lines_seen += len(batch["texts"])
+                now = time.monotonic()
+                train_seconds, clock = train_seconds + now - clock, now
                 if loss is None:
                     skipped_batches += 1
                     log.warning("step %d: non-finite loss, batch skipped (%d so far)", step, skipped_batches)
@@ -254,15 +309,24 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
                 save_state()
                 log.info("stopped at step %d (max_steps); re-run to resume", step)
                 break
-            readings = transcribe_dataset(model, val_set, alphabet, 2 * cfg.batch_size, device, dtype)
+            evaluated = ema.module if ema is not None else model  # the model validated and saved
+            readings = transcribe_dataset(evaluated, val_set, alphabet, 2 * cfg.batch_size, device, dtype,
+                                          cpu_share=cpu_share)  # fmt: skip
             rates = error_rates(val_set.texts, [r.text for r in readings])
-            history.append({"epoch": epoch + 1, "step": step, "train_loss": running,
-                            "val_cer": rates["cer"], "val_wer": rates["wer"]})  # fmt: skip
+            entry = {"epoch": epoch + 1, "step": step, "train_loss": running, "val_cer": rates["cer"],
+                     "val_wer": rates["wer"], "lines_seen": lines_seen, "train_seconds": round(train_seconds, 1),
+                     **sitting}  # fmt: skip
+            if ema is not None:  # the raw weights too, to see what the average is worth
+                raw = transcribe_dataset(model, val_set, alphabet, 2 * cfg.batch_size, device, dtype,
+                                         cpu_share=cpu_share)  # fmt: skip
+                entry["val_cer_raw"] = error_rates(val_set.texts, [r.text for r in raw])["cer"]
+            history.append(entry)
             improved = rates["cer"] < best_cer
             if improved:
                 best_cer, bad_epochs = rates["cer"], 0
-                metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": epoch + 1, "step": step}
-                atomic_save(model_checkpoint(model, alphabet, metrics, lm), best_path)
+                metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": epoch + 1, "step": step,
+                           "lines_seen": lines_seen}  # fmt: skip
+                atomic_save(model_checkpoint(evaluated, alphabet, metrics, lm), best_path)
             else:
                 bad_epochs += 1
             log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", epoch + 1, step,
@@ -293,7 +357,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, config: object, pre
             continue
         flag = "--" + (prefix + f.name).replace("_", "-")
         dest = (prefix + f.name).replace("-", "_")
-        if isinstance(value, bool):
+        if f.metadata.get("repeat"):
+            parser.add_argument(flag, dest=dest, action="append", default=None, help=f"repeatable; default: {value}")
+        elif isinstance(value, bool):
             parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=value)
         elif isinstance(value, list):
             parser.add_argument(flag, dest=dest, type=json.loads, default=value, help=f"JSON, default {value}")
@@ -309,7 +375,8 @@ def config_from_arguments(args: argparse.Namespace, config: object, prefix: str 
         if dataclasses.is_dataclass(value):
             values[f.name] = config_from_arguments(args, value, prefix=f"{prefix}{f.name}_")
         elif f.name != "num_classes":
-            values[f.name] = getattr(args, prefix + f.name)
+            given = getattr(args, prefix + f.name)
+            values[f.name] = value if given is None and f.metadata.get("repeat") else given
     return dataclasses.replace(config, **values)
 
 

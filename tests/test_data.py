@@ -2,8 +2,8 @@ import datasets
 import pytest
 
 from htr.alphabet import Alphabet
-from htr.batching import bucketed_batches
-from htr.data import DatasetSourceError, LineDataset, carve_validation, load_splits
+from htr.batching import bucketed_batches, weighted_epoch
+from htr.data import DatasetSourceError, LineDataset, carve_validation, load_splits, load_training_data
 from tests.conftest import png_bytes, random_texts, render_line
 
 
@@ -109,3 +109,28 @@ def test_bucketed_batches_cover_every_line_once():
     assert sorted(i for b in batches for i in b) == list(range(8))
     assert batches == bucketed_batches(widths, 4, seed=3)
     assert bucketed_batches(widths, 4, seed=None) == [[0, 4, 2, 6], [7, 5, 1, 3]]
+
+
+def test_weighted_epoch_takes_a_multiple_of_each_dataset():
+    assert weighted_epoch([3, 2], [1, 1], seed=0) == [0, 1, 2, 3, 4]  # plain concatenation, in order
+    indices = weighted_epoch([4, 10], [2, 0.5], seed=5)
+    assert indices[:8] == [0, 1, 2, 3, 0, 1, 2, 3]  # the first dataset twice
+    rest = indices[8:]
+    assert len(rest) == 5 and len(set(rest)) == 5 and all(4 <= i < 14 for i in rest)  # half of the second
+    assert weighted_epoch([4, 10], [2, 0.5], seed=5) == indices and weighted_epoch([4, 10], [2, 0.5], seed=6) != indices
+    assert weighted_epoch([4, 10], [0, 1.5], seed=0).count(4) in (1, 2)
+    with pytest.raises(ValueError, match=">= 0"):
+        weighted_epoch([4], [-1], seed=0)
+
+
+def test_several_training_sources(parquet_dataset, tmp_path):
+    extra = tmp_path / "extra.parquet"  # a train-only source, like iam-more
+    datasets.Dataset.from_dict({"image": [{"bytes": png_bytes(render_line("extra line")), "path": None}] * 3,
+                                "text": ["extra line"] * 3}).to_parquet(str(extra))  # fmt: skip
+    trains, validation = load_training_data([str(parquet_dataset), str(extra)])
+    assert [len(t) for t in trains] == [48, 3]  # nothing carved from the second source
+    assert list(validation["text"]) == list(load_splits(str(parquet_dataset))["validation"]["text"])
+    trains, validation = load_training_data([str(extra), str(parquet_dataset)], val_source=str(parquet_dataset))
+    assert [len(t) for t in trains] == [3, 48] and len(validation) == 12
+    trains, validation = load_training_data([str(parquet_dataset / "train.parquet")], val_fraction=0.25)
+    assert len(trains[0]) + len(validation) == 48 and len(validation) == 12  # the only source: carved

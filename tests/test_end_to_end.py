@@ -1,5 +1,6 @@
 """Train a tiny model on generated lines, interrupt, resume, evaluate and predict, as a user would."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -61,3 +62,31 @@ def test_train_interrupt_resume_evaluate_predict(parquet_dataset, tmp_path):
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["path"] for r in rows] == [str(image), str(image)] and all(isinstance(r["text"], str) for r in rows)
     assert all(0 <= r["confidence"] <= 1 for r in rows)
+
+
+def test_two_datasets_weighted_with_a_weight_average(parquet_dataset, tmp_path):
+    import datasets
+
+    from tests.conftest import png_bytes
+
+    extra = tmp_path / "extra"  # a train-only source drawn twice per epoch
+    extra.mkdir()
+    datasets.Dataset.from_dict({"image": [{"bytes": png_bytes(render_line("a cat")), "path": None}] * 4,
+                                "text": ["a cat"] * 4}).to_parquet(str(extra / "train.parquet"))  # fmt: skip
+    out = tmp_path / "run"
+    tiny = ModelConfig(num_classes=0, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]],
+                       rnn_hidden=32, rnn_layers=1)  # fmt: skip
+    config = TrainConfig(dataset=[str(parquet_dataset), str(extra)], dataset_weights=[1, 2], output_dir=str(out),
+                         epochs=1, batch_size=8, warmup_steps=2, model=tiny, ema_decay=0.9, lm_order=0,
+                         device="cpu")  # fmt: skip
+    (first,) = train(config, progress=False)["history"]
+    assert first["lines_seen"] == 48 + 2 * 4 and first["step"] == 7  # 56 lines of batch 8
+    assert first["sitting"] == 1 and "cores" in first["hardware"] and first["train_seconds"] > 0
+    assert isinstance(first["val_cer_raw"], float)  # the raw weights are validated beside their average
+    state = torch.load(out / "last_state.pt", weights_only=True)
+    saved = torch.load(out / "handwriting_recognizer_best.pth", weights_only=True)["state_dict"]
+    averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert all(torch.equal(saved[k], averaged[k]) for k in saved)  # the checkpoint holds the average
+    assert not all(torch.equal(saved[k], state["model"][k]) for k in saved if k.endswith("weight"))
+    history = train(dataclasses.replace(config, epochs=2), progress=False)["history"]  # a second sitting
+    assert [h["sitting"] for h in history] == [1, 2] and history[1]["lines_seen"] == 2 * 56

@@ -20,6 +20,16 @@ def test_command_line_maps_onto_nested_config():
     assert cfg.augment.shear == 0.1 and cfg.augment.rotate == TrainConfig().augment.rotate
 
 
+def test_datasets_repeat_on_the_command_line():
+    assert parse().dataset == ["Teklia/IAM-line"]
+    cfg = parse("--dataset", "a", "--dataset", "b", "--dataset-weights", "[1, 0.5]", "--val-dataset", "c")
+    assert cfg.dataset == ["a", "b"] and cfg.weights() == [1, 0.5] and cfg.val_dataset == "c"
+    assert TrainConfig(dataset="one/path").dataset == ["one/path"]  # a plain string still works
+    assert TrainConfig(dataset=["a", "b"]).weights() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="2 dataset weights for 1 datasets"):
+        TrainConfig(dataset=["a"], dataset_weights=[1, 2])
+
+
 def test_learning_rate_warms_up_then_decays():
     cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cfg, 100) == pytest.approx(0.1)

@@ -94,9 +94,18 @@ def test_non_finite_losses_are_skipped_and_counted(parquet_dataset, tmp_path, mo
 
 def test_two_cpu_runs_with_one_seed_give_identical_weights(parquet_dataset, tmp_path):
     def run(name: str) -> dict:
-        config = TrainConfig(dataset=str(parquet_dataset), output_dir=str(tmp_path / name), epochs=2, batch_size=8,
-                             warmup_steps=2, seed=7, device="cpu", model=ModelConfig(num_classes=0, **TINY),
-                             lm_order=0)  # fmt: skip
+        config = TrainConfig(
+            dataset=str(parquet_dataset),
+            output_dir=str(tmp_path / name),
+            epochs=2,
+            batch_size=8,
+            warmup_steps=2,
+            seed=7,
+            device="cpu",
+            model=ModelConfig(num_classes=0, **TINY),
+            lm_order=0,
+            share_cpu=False,
+        )  # fmt: skip  (same thread count in both runs)
         train(config, progress=False)
         return torch.load(tmp_path / name / "last_state.pt", weights_only=True)["model"]
 
