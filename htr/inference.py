@@ -16,7 +16,7 @@ from htr.cpu_share import CpuShare
 from htr.decode import Decoder, confidences, make_decoder
 from htr.model_config import ModelConfig
 from htr.preprocess import has_ink, ink_map, line_array, pad_arrays, preprocess_array, to_grayscale
-from htr.segment import looks_like_one_line, segment_lines
+from htr.segment import looks_like_one_line, segment_page
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Recognizer:
         height = self.network.config.height
         if segment == "always" or (segment == "auto" and not looks_like_one_line(ink)):
             scale = max(image.size) / max(gray.shape)  # to_grayscale may have shrunk a huge image
-            lines = segment_lines(ink, scale)
+            lines = segment_page(gray, scale)
             if len(lines) > 1 or (segment == "always" and lines):
                 return [line_array(line.ink, height) for line in lines], [line.box for line in lines]
         return [line_array(ink, height)], None

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 
-from htr.preprocess import INK_THRESHOLD
+from htr.preprocess import INK_THRESHOLD, ink_map, to_grayscale
 
 MAX_SKEW_DEGREES = 6.0
 SKEW_STEP_DEGREES = 0.25
@@ -140,13 +141,15 @@ def looks_like_one_line(ink: np.ndarray) -> bool:
     return _one_wide_band(find_bands(ink), ink.shape[1])
 
 
-def segment_lines(ink: np.ndarray, scale: float = 1.0) -> list[Line]:
-    """The text lines of a page's ink map, top to bottom. ``scale``: original pixels per ``ink`` pixel."""
+def segment_lines(ink: np.ndarray, scale: float = 1.0, read_from: np.ndarray | None = None) -> list[Line]:
+    """The text lines of a page's ink map, top to bottom. ``scale``: original pixels per ``ink`` pixel.
+    ``read_from``: another map of the same page (same shape) to cut the lines' ink from; ``ink`` by default."""
     angle = estimate_skew(ink)
     height, width = ink.shape
-    upright = ink
+    upright, reading = ink, ink if read_from is None else read_from
     if abs(angle) >= SKEW_STEP_DEGREES:
         upright = np.asarray(Image.fromarray(ink).rotate(angle, Image.Resampling.BILINEAR, expand=True))
+        reading = np.asarray(Image.fromarray(reading).rotate(angle, Image.Resampling.BILINEAR, expand=True))
     bands = find_bands(upright)
     lines = []
     for i, (top, bottom) in enumerate(bands):
@@ -158,22 +161,75 @@ def segment_lines(ink: np.ndarray, scale: float = 1.0) -> list[Line]:
         if columns.size == 0:
             continue
         left, right = int(columns[0]), int(columns[-1]) + 1
-        box = _box_in_original((left, upper, right, lower), angle, upright.shape, (height, width), scale)
-        lines.append(Line(np.ascontiguousarray(strip[:, left:right]), box))
+        corners = np.array([[left, upper], [right, upper], [left, lower], [right, lower]], dtype=np.float64)
+        box = _box_in_original(corners, angle, upright.shape, (height, width), scale)
+        lines.append(Line(np.ascontiguousarray(reading[upper:lower, left:right]), box))
     return lines
 
 
-def _box_in_original(box: tuple[int, int, int, int], angle: float, rotated_shape: tuple[int, int],
-                     shape: tuple[int, int], scale: float) -> tuple[int, int, int, int]:  # fmt: skip
-    """Axis-aligned box, in original pixels, around a box of the page rotated by ``angle`` (PIL, expand)."""
-    left, top, right, bottom = box
-    corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], dtype=np.float64)
+def _box_in_original(points: np.ndarray, angle: float, rotated_shape: tuple[int, int], shape: tuple[int, int],
+                     scale: float) -> tuple[int, int, int, int]:  # fmt: skip
+    """Axis-aligned box, in original pixels, around (x, y) points of the page rotated by ``angle`` (PIL, expand)."""
     theta = np.deg2rad(angle)
     centre_rotated = np.array([rotated_shape[1], rotated_shape[0]]) / 2
     centre = np.array([shape[1], shape[0]]) / 2
-    d = corners - centre_rotated
+    d = points - centre_rotated
     # PIL rotates counter-clockwise by ``angle`` on screen (y down); undo it: rotate clockwise
     x = d[:, 0] * np.cos(theta) - d[:, 1] * np.sin(theta) + centre[0]
     y = d[:, 0] * np.sin(theta) + d[:, 1] * np.cos(theta) + centre[1]
     clip = lambda v, hi: int(round(min(max(v, 0), hi) * scale))  # noqa: E731
     return clip(x.min(), shape[1]), clip(y.min(), shape[0]), clip(x.max(), shape[1]), clip(y.max(), shape[0])
+
+
+def writing_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grey ink map of a page (``ink_map``), the same kept only where ``htr.page_ink.layout_ink`` finds
+    writing (no stains, shadows, show-through, rulings or page edges), and the map of removed rulings, all at
+    ``gray``'s size."""
+    from htr.page_ink import layout_ink
+
+    page = layout_ink(gray)
+    size = (gray.shape[1], gray.shape[0])
+    grow = np.ones((3, 3), np.uint8)  # the writing's anti-aliased edges
+    writing = cv2.dilate(cv2.resize(page.ink, size, interpolation=cv2.INTER_NEAREST), grow)
+    rules = cv2.resize(page.rules, size, interpolation=cv2.INTER_NEAREST)
+    grey = ink_map(gray)
+    return grey, grey * writing, rules
+
+
+def column_strips(rules: np.ndarray, min_width: int) -> list[tuple[int, int]]:
+    """[left, right) column ranges between the vertical rules of a page (a table's column borders)."""
+    vertical = rules.sum(axis=0) >= 0.3 * rules.shape[0]
+    edges = [0] + [int(x) for x in np.flatnonzero(np.diff(vertical.astype(np.int8)) != 0) + 1] + [rules.shape[1]]
+    strips = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if not vertical[a] and b - a >= min_width]
+    return strips or [(0, rules.shape[1])]
+
+
+def segment_page(gray: np.ndarray, scale: float = 1.0) -> list[Line]:
+    """The text lines of a grey page: its writing map cut into the columns between vertical rules, each column's
+    lines found by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for
+    reading is the page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones)."""
+    grey, writing, rules = writing_map(gray)
+    lines = []
+    for left, right in column_strips(rules, min_width=max(20, gray.shape[1] // 50)):
+        column = np.ascontiguousarray(writing[:, left:right])
+        for line in segment_lines(column, read_from=np.ascontiguousarray(grey[:, left:right])):
+            a, b, c, d = line.box
+            lines.append(Line(line.ink, (int((a + left) * scale), int(b * scale), int((c + left) * scale),
+                                         int(d * scale))))  # fmt: skip
+    return _without_fragments(lines)
+
+
+def _without_fragments(lines: list[Line]) -> list[Line]:
+    """Lines less than half as tall as the median line and not wider than tall are pieces of letters (a descender
+    cut off by a ruling, a speck of a stamp): dropped rather than read as lines."""
+    if len(lines) < 2:
+        return lines
+    median = float(np.median([line.box[3] - line.box[1] for line in lines]))
+    return [line for line in lines if not (line.box[3] - line.box[1] < 0.5 * median
+                                           and line.box[2] - line.box[0] <= line.box[3] - line.box[1])]  # fmt: skip
+
+
+def page_lines(image: Image.Image) -> list[Line]:
+    """The text lines of a page image, boxes in its pixels (what ``predict.py --segment always`` reads)."""
+    gray = to_grayscale(image)
+    return segment_page(gray, max(image.size) / max(gray.shape))

@@ -1,0 +1,253 @@
+"""Line finding on real handwritten pages: the lines predict.py finds vs ground-truth line polygons.
+
+    python benchmarks/page_segmentation.py extract --repo HTR-United/CREMMA-AN-TestamentsDePoilus=path/to/clone \\
+        --repo HTR-United/lectaurep-repertoires=path/to/clone --repo HTR-United/CREMMA-MSS-18=path/to/clone \\
+        --out data/real-pages
+    python benchmarks/page_segmentation.py run --data data/real-pages [--details per_page.tsv]
+
+The pages are listed, with their repositories, commits and licences, in ``benchmarks/real_pages.json`` (written
+once by the ``select`` command: every k-th ALTO/PAGE file of each repository that has its image beside it and no
+EXIF rotation); ``extract`` copies them out of clones of those repositories (``git show COMMIT:PATH``; a bare or
+normal clone), so the images never enter this repository. ``run`` finds the lines of every page as ``predict.py
+--segment always`` does and matches them one to one to the ground-truth lines (boxes around their polygons) by box
+IoU >= 0.5, best pairs first. Per collection it prints precision, recall and F1, the ground-truth lines cut into
+several found lines (over-split: two or more found lines each lying mostly inside it) and the found lines that span
+several ground-truth lines (under-split), and the seconds per page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MANIFEST = ROOT / "benchmarks" / "real_pages.json"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+Box = tuple[int, int, int, int]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _points_box(points: list[tuple[float, float]]) -> Box:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1
+
+
+def read_lines(xml_path: Path) -> tuple[list[Box], tuple[int, int] | None, str | None]:
+    """Ground-truth line boxes of an ALTO or PAGE file, the page size it states, and its image file name."""
+    root = ET.parse(xml_path).getroot()
+    boxes: list[Box] = []
+    size, image = None, None
+    if _local(root.tag) == "alto":
+        for element in root.iter():
+            name = _local(element.tag)
+            if name == "fileName" and element.text:
+                image = element.text.strip()
+            elif name == "Page" and element.get("WIDTH"):
+                size = (int(float(element.get("WIDTH"))), int(float(element.get("HEIGHT"))))
+            elif name == "TextLine":
+                polygon = next((e for e in element.iter() if _local(e.tag) == "Polygon"), None)
+                if polygon is not None and polygon.get("POINTS"):
+                    values = [float(v) for v in polygon.get("POINTS").replace(",", " ").split()]
+                    boxes.append(_points_box(list(zip(values[::2], values[1::2]))))
+                elif element.get("WIDTH"):
+                    x, y = float(element.get("HPOS")), float(element.get("VPOS"))
+                    w, h = float(element.get("WIDTH")), float(element.get("HEIGHT"))
+                    boxes.append(_points_box([(x, y), (x + w, y + h)]))
+    else:  # PAGE
+        for element in root.iter():
+            name = _local(element.tag)
+            if name == "Page":
+                image = element.get("imageFilename")
+                size = (int(element.get("imageWidth")), int(element.get("imageHeight")))
+            elif name == "TextLine":
+                coords = next((e for e in element if _local(e.tag) == "Coords"), None)
+                if coords is not None and coords.get("points"):
+                    pairs = [p.split(",") for p in coords.get("points").split()]
+                    boxes.append(_points_box([(float(x), float(y)) for x, y in pairs]))
+    return boxes, size, image
+
+
+def iou(a: Box, b: Box) -> float:
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def inside(a: Box, b: Box) -> float:
+    """Share of ``a``'s area inside ``b``."""
+    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / max(1, (a[2] - a[0]) * (a[3] - a[1]))
+
+
+def match(found: list[Box], truth: list[Box], threshold: float = 0.5) -> dict[str, int]:
+    """One-to-one matches by IoU >= threshold (best pairs first), and over-/under-split counts."""
+    pairs = sorted(((iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
+    used_f, used_t, matched = set(), set(), 0
+    for score, i, j in pairs:
+        if score < threshold:
+            break
+        if i not in used_f and j not in used_t:
+            used_f.add(i)
+            used_t.add(j)
+            matched += 1
+    over = sum(sum(inside(f, t) >= 0.6 for f in found) >= 2 for t in truth)  # fragments of one line
+    under = sum(sum(inside(t, f) >= 0.6 for t in truth) >= 2 for f in found)  # several lines in one
+    return {"found": len(found), "truth": len(truth), "matched": matched, "over": over, "under": under}
+
+
+def find_lines(image_path: Path, method: str) -> list[Box]:
+    """Line boxes, in the image's pixels: ``predict`` (as predict.py --segment always finds them) or ``profile``
+    (the row-profile segmenter alone, as before htr.line_finder)."""
+    from htr.preprocess import load_image, to_grayscale
+
+    image = load_image(image_path)
+    if method == "profile":
+        from htr.preprocess import ink_map
+        from htr.segment import segment_lines
+
+        gray = to_grayscale(image)
+        return [line.box for line in segment_lines(ink_map(gray), max(image.size) / max(gray.shape))]
+    from htr.segment import page_lines
+
+    return [line.box for line in page_lines(image)]
+
+
+def run(args: argparse.Namespace) -> None:
+    manifest = json.loads(MANIFEST.read_text())
+    totals: dict[str, dict[str, float]] = {}
+    details = []
+    for collection in manifest["collections"]:
+        name = collection["repo"].split("/")[-1]
+        for page in collection["pages"]:
+            xml_path = Path(args.data) / name / page["xml"]
+            image_path = Path(args.data) / name / page["image"]
+            truth, size, _ = read_lines(xml_path)
+            from PIL import Image, ImageOps
+
+            with Image.open(image_path) as im:
+                width, height = ImageOps.exif_transpose(im).size  # lines are found on the upright page
+            if size and size != (width, height):  # ground truth made on another scan size: rescale it
+                sx, sy = width / size[0], height / size[1]
+                truth = [(int(a * sx), int(b * sy), int(c * sx), int(d * sy)) for a, b, c, d in truth]
+            start = time.perf_counter()
+            found = find_lines(image_path, args.method)
+            seconds = time.perf_counter() - start
+            counts = match(found, truth)
+            details.append({"collection": name, "page": page["image"], **counts, "seconds": round(seconds, 2)})
+            total = totals.setdefault(name, {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0,
+                                             "under": 0, "seconds": []})  # fmt: skip
+            total["pages"] += 1
+            for key in ("found", "truth", "matched", "over", "under"):
+                total[key] += counts[key]
+            total["seconds"].append(seconds)
+            if args.verbose:
+                print(f"{name}/{page['image']}: {counts} {seconds:.1f} s", flush=True)
+    print("| collection | pages | GT lines | found | precision | recall | F1 | over-split | under-split | s/page |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    everything = {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0, "under": 0, "seconds": []}
+    for name, total in [*totals.items(), ("all", everything)]:
+        if name != "all":
+            for key in everything:
+                everything[key] += total[key]
+        precision = total["matched"] / max(1, total["found"])
+        recall = total["matched"] / max(1, total["truth"])
+        f1 = 2 * precision * recall / max(1e-9, precision + recall)
+        seconds = statistics.median(total["seconds"])
+        print(f"| {name} | {total['pages']} | {total['truth']} | {total['found']} | {precision:.3f} | {recall:.3f} | "
+              f"{f1:.3f} | {total['over']} | {total['under']} | {seconds:.2f} |")  # fmt: skip
+    if args.details:
+        with open(args.details, "w", encoding="utf-8") as f:
+            keys = list(details[0])
+            f.write("\t".join(keys) + "\n")
+            for row in details:
+                f.write("\t".join(str(row[k]) for k in keys) + "\n")
+
+
+def _git(clone: str, *args: str) -> bytes:
+    return subprocess.run(["git", "-C", clone, *args], check=True, capture_output=True).stdout
+
+
+def _present(clone: str, commit: str, path: str) -> bool:
+    check = subprocess.run(["git", "-C", clone, "cat-file", "-e", f"{commit}:{path}"], capture_output=True)
+    return check.returncode == 0
+
+
+def _rotated(clone: str, commit: str, path: str) -> bool:
+    """Whether the image carries an EXIF rotation (eScriptorium's coordinates then ignore it)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(_git(clone, "show", f"{commit}:{path}"))) as image:
+        return image.getexif().get(274, 1) != 1
+
+
+def select(args: argparse.Namespace) -> None:
+    """Write the manifest: every k-th annotated page (with its image beside it) of each repository."""
+    collections = []
+    for spec in args.repo:
+        repo, clone = spec.split("=", 1)
+        commit = _git(clone, "rev-parse", "HEAD").decode().strip()
+        files = [f for f in _git(clone, "ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0") if f]
+        images = {f.rsplit(".", 1)[0]: f for f in files if f.lower().endswith(IMAGE_SUFFIXES)}
+        pages = [(f, images[f.rsplit(".", 1)[0]]) for f in sorted(files)
+                 if f.endswith(".xml") and f.startswith("data/") and f.rsplit(".", 1)[0] in images]  # fmt: skip
+        pages = [p for p in pages if _present(clone, commit, p[1])]  # shallow copies may lack large blobs
+        pages = [p for p in pages if not _rotated(clone, commit, p[1])]  # their lines are drawn on the unrotated scan
+        step = max(1, len(pages) // args.per_repo)
+        chosen = pages[::step][: args.per_repo]
+        collections.append({"repo": repo, "commit": commit, "licence": args.licence,
+                            "pages": [{"xml": x, "image": i} for x, i in chosen]})  # fmt: skip
+    MANIFEST.write_text(json.dumps({"collections": collections}, indent=1, ensure_ascii=False) + "\n")
+    print(f"{MANIFEST}: {sum(len(c['pages']) for c in collections)} pages")
+
+
+def extract(args: argparse.Namespace) -> None:
+    clones = dict(spec.split("=", 1) for spec in args.repo)
+    for collection in json.loads(MANIFEST.read_text())["collections"]:
+        clone = clones.get(collection["repo"])
+        if clone is None:
+            print(f"skipped {collection['repo']}: no --repo given for it")
+            continue
+        folder = Path(args.out) / collection["repo"].split("/")[-1]
+        for page in collection["pages"]:
+            for path in (page["xml"], page["image"]):
+                target = folder / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(_git(clone, "show", f"{collection['commit']}:{path}"))
+        print(f"{collection['repo']}: {len(collection['pages'])} pages in {folder}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("select", "extract"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--repo", action="append", required=True, help="OWNER/NAME=path/to/clone")
+        if name == "select":
+            sub.add_argument("--per-repo", type=int, default=20)
+            sub.add_argument("--licence", default="CC BY 4.0")
+        else:
+            sub.add_argument("--out", required=True)
+    sub = commands.add_parser("run")
+    sub.add_argument("--data", required=True, help="the folder extract wrote")
+    sub.add_argument("--details", help="per-page TSV")
+    sub.add_argument("--verbose", action="store_true")
+    sub.add_argument("--method", choices=["predict", "profile"], default="predict")
+    args = parser.parse_args()
+    {"select": select, "extract": extract, "run": run}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
