@@ -79,12 +79,38 @@ def _grayscale(image: Image.Image) -> np.ndarray:
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Float32 array with paper 0 and ink 1, whatever the polarity of ``gray``."""
+    """Float32 array with paper 0 and ink 1, whatever the polarity of ``gray``; light that varies across the
+    image (a shadow over a photographed line, a darker page edge) is divided out first (`flatten_paper`)."""
     values = gray.astype(np.float32)
-    dark, paper, bright = np.percentile(values, [2, 50, 98])
-    if bright - paper > paper - dark:  # the minority (ink) is brighter than the paper: light on dark
-        values, dark, paper = 255.0 - values, 255.0 - bright, 255.0 - paper
+    if light_on_dark(values):
+        values = 255.0 - values
+    values = flatten_paper(values)
+    dark, paper = np.percentile(values, [2, 50])
     return np.clip((paper - values) / max(paper - dark, MIN_CONTRAST), 0.0, 1.0).astype(np.float32)
+
+
+def light_on_dark(values: np.ndarray) -> bool:
+    """Whether the minority (the ink) is brighter than the paper, judged on the image less its smooth light (so
+    that a shadow across the paper does not count): its bright tail is longer than its dark one."""
+    import cv2
+
+    sigma = max(3.0, min(values.shape) / 6)
+    detail = values - cv2.GaussianBlur(values, (0, 0), sigma) if min(values.shape) >= 8 else values
+    dark, middle, bright = np.percentile(detail, [2, 50, 98])
+    return bool(bright - middle > middle - dark)
+
+
+def flatten_paper(values: np.ndarray) -> np.ndarray:
+    """Dark-on-light grey values (float32) divided by the paper's estimated brightness (a grey closing wider
+    than the strokes, ``htr.page_ink.paper_background``) and scaled back to the paper's median level: even
+    paper stays as it is, a shadow or gradient is removed."""
+    from htr.page_ink import paper_background
+
+    if min(values.shape) < 8:
+        return values
+    window = max(15, min(min(values.shape) // 3, max(values.shape) // 40))
+    background = np.maximum(paper_background(values.clip(0, 255).astype(np.uint8), window), 1.0)
+    return values / background * float(np.median(background))
 
 
 def crop_to_ink(ink: np.ndarray, threshold: float = INK_THRESHOLD, margin: float = 0.08) -> np.ndarray:

@@ -8,6 +8,7 @@ All randomness comes from the ``numpy.random.Generator`` passed in, so a seed re
 from __future__ import annotations
 
 import functools
+import io
 import math
 from pathlib import Path
 
@@ -37,6 +38,33 @@ def scan_finish(image: Image.Image, rng: np.random.Generator) -> Image.Image:
         pixels = np.asarray(blurred, dtype=np.float32)
     pixels = pixels + rng.normal(0.0, rng.uniform(0, 5), size=pixels.shape)
     return Image.fromarray(pixels.clip(0, 255).round().astype(np.uint8), mode="L")
+
+
+def photo_finish(image: Image.Image, rng: np.random.Generator, strength: float = 1.0) -> Image.Image:
+    """A line photographed with a phone instead of scanned: a slight perspective tilt (the camera not square to
+    the sheet, which goes on around the line), lower contrast (ink lightened toward the paper), a shadow falling
+    across it (brightness down to ~45% at one side), warm paper, a little blur and JPEG compression. Returns an
+    RGB image."""
+    gray = np.asarray(image.convert("L"), dtype=np.float32) / 255
+    height, width = gray.shape
+    paper = float(np.percentile(gray, 90))
+    margins = ((int(0.2 * height),) * 2, (int(0.05 * width + 0.2 * height),) * 2)  # room for the tilt
+    padded = Image.fromarray(np.pad(gray, margins, constant_values=paper), mode="F")
+    w, h = padded.size
+    dx, dy = strength * rng.uniform(-0.04, 0.04) * w, strength * rng.uniform(-0.08, 0.08) * h
+    quad = (0 + dx, 0, 0 - dx, h + dy, w + dx, h - dy, w - dx, 0)  # corners: top-left, bottom-left, ...
+    pixels = np.asarray(padded.transform((w, h), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR,
+                                         fillcolor=paper))  # fmt: skip
+    pixels = 1 - (1 - pixels) * (1 - strength * rng.uniform(0.3, 0.55))  # faded ink, flat light
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(angle) * np.linspace(-1, 1, w)[None, :] + np.sin(angle) * np.linspace(-1, 1, h)[:, None]
+    light = 1 - strength * rng.uniform(0.35, 0.55) * (ramp - ramp.min()) / max(1e-6, np.ptp(ramp))
+    rgb = pixels[..., None] * light[..., None] * np.array([1.0, 0.95, 0.85]) * 255  # warm paper under a lamp
+    photo = Image.fromarray(rgb.clip(0, 255).astype(np.uint8), mode="RGB")
+    photo = photo.filter(ImageFilter.GaussianBlur(strength * rng.uniform(0.3, 1.0) * height / 64))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=int(rng.integers(35, 70)))
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
 def _smooth(points: np.ndarray) -> np.ndarray:

@@ -55,3 +55,28 @@ def test_pad_batch_pads_right_with_paper():
     assert widths.tolist() == [a.shape[-1], b.shape[-1]]
     assert torch.equal(batch[0, :, :, : a.shape[-1]], a)
     assert batch[0, :, :, a.shape[-1] :].abs().sum() == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_photographed_line_preprocesses_like_its_scan(seed):
+    """A shadow across the line, faded ink, warm paper, tilt, blur and JPEG (`photo_finish`): the model's input
+    keeps the scan's polarity, size and ink columns."""
+    import numpy as np
+
+    from htr.preprocess import ink_map, preprocess_array
+    from htr.render import photo_finish
+
+    line = render_line("the quick brown fox jumps", size=40, ink=100, paper=215)  # a grey scan, like IAM
+    line = line.crop(ImageOps.invert(line).getbbox())  # cropped tightly to the ink, like IAM's lines
+    photo = photo_finish(line, np.random.default_rng(seed))
+    clean, shot = preprocess_array(line, 64)[0], preprocess_array(photo, 64)[0]
+    assert shot.mean() < 0.3  # mostly paper: not inverted by the shadow
+    assert abs(shot.shape[1] - clean.shape[1]) < 0.25 * clean.shape[1]
+
+    def inked_columns(line: np.ndarray) -> float:
+        return float((line > 0.5).any(axis=0).mean())
+
+    assert abs(inked_columns(shot) - inked_columns(clean)) < 0.15  # the same writing, none lost to the shadow
+    assert abs(shot.mean() - clean.mean()) < 0.5 * clean.mean()
+    shadowed = np.asarray(photo.convert("L"), dtype=np.float32)
+    assert (ink_map(shadowed) > 0.5).mean() < 0.2  # the dark side of the paper is not taken for ink
