@@ -264,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build a character n-gram LM from text")
     build.add_argument("texts", nargs="*", metavar="TEXT", help="text files, one line of text per line")
-    build.add_argument("--dataset", help="also use the texts of this dataset's split (see htr.data)")
+    build.add_argument("--dataset", action="append", default=[],
+                       help="also use the texts of this dataset's split (see htr.data); repeatable")  # fmt: skip
     build.add_argument("--split", default="train", help="the split of --dataset (default: train)")
     build.add_argument("--ink", metavar="IAMONDB", help="also use the texts of an IAM-OnDB folder or archive")
     build.add_argument(
         "--exclude-split", metavar="SPLIT",
-        help="leave out lines sharing a 20-character passage with this split of --dataset (e.g. validation)",
+        help="leave out lines sharing a 20-character passage with this split of the first --dataset (e.g. validation)",
     )  # fmt: skip
     build.add_argument("--order", type=int, default=6)
     build.add_argument("--smoothing", choices=SMOOTHINGS, default="kn", help="Kneser-Ney or Witten-Bell")
@@ -288,11 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.output or args.into):
             parser.error("give -o ARPA and/or --into CHECKPOINT")
         texts = read_text_lines(args.texts)
-        if args.dataset:
-            from htr.data import load_splits, normalize_text
+        from htr.data import load_splits, normalize_text
 
-            splits = load_splits(args.dataset)
-            texts += [t for t in map(normalize_text, splits[args.split]["text"]) if t]
+        splits = None  # the first dataset's: --exclude-split refers to it
+        for number, dataset in enumerate(args.dataset):
+            found = load_splits(dataset, carve=number == 0)  # the others lose no lines to a carved validation
+            splits = found if splits is None else splits
+            texts += [t for t in map(normalize_text, found[args.split]["text"]) if t]
         if args.ink:
             from htr.iamondb import load_iamondb
 

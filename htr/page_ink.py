@@ -102,9 +102,10 @@ def layout_ink(gray: np.ndarray, max_side: int = 2400) -> PageInk:
     dark = np.clip(1.0 - gray.astype(np.float32) / background, 0.0, 1.0)
     off_page = background < 0.6 * np.median(background)  # the scanner's lid or table around the sheet
     strong = ink_threshold(dark[~off_page])
-    weak = (dark > max(MIN_INK, WEAK * strong)) & ~off_page
-    _, rules = remove_rules(weak.astype(np.uint8))  # found on the faint map, where rules run unbroken
-    ink = (hysteresis(np.where(rules > 0, 0.0, dark), max(MIN_INK, WEAK * strong), strong) & ~off_page).astype(np.uint8)
+    faint = ((dark > MIN_INK) & ~off_page).astype(np.uint8)
+    _, rules = remove_rules(faint)  # found on the faintest map, where rules run unbroken
+    ink = hysteresis(np.where(rules > 0, 0.0, dark), max(MIN_INK, WEAK * strong), strong) & ~off_page
+    ink = ink.astype(np.uint8)
     ink = remove_specks(ink, min_area=max(4, (max(gray.shape) // 1000) ** 2 * 4))
     return PageInk(drop_edge_components(ink, off_page, window), rules, scale)
 

@@ -182,3 +182,20 @@ def test_lines_sharing_a_passage_with_held_out_text_are_left_out():
     texts = ["the quick brown fox jumps over", "a lazy dog sleeps", "brown fox jumps over the hill"]
     assert drop_overlapping(texts, ["see the quick brown fox jump"], window=15) == texts[1:]
     assert drop_overlapping(texts, ["nothing shared here at all"], window=15) == texts
+
+
+def test_lm_build_takes_several_datasets(parquet_dataset, tmp_path):
+    import datasets
+
+    from tests.conftest import png_bytes, render_line
+
+    extra = tmp_path / "extra.parquet"  # a train-only source: all of its lines count
+    datasets.Dataset.from_dict({"image": [{"bytes": png_bytes(render_line("a cat")), "path": None}] * 5,
+                                "text": ["a cat sat"] * 5}).to_parquet(str(extra))  # fmt: skip
+    command = ["build", "--dataset", str(parquet_dataset), "--dataset", str(extra), "--exclude-split", "validation",
+               "--order", "3", "-o", str(tmp_path / "x.arpa")]  # fmt: skip
+    built = subprocess.run([sys.executable, "-m", "htr.lm", *command], cwd=ROOT, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    kept = int(built.stdout.split("\n")[-2].split()[0])  # "N lines -> 3-gram kn: ..."
+    left_out = int(built.stdout.split("left out ")[1].split()[0])
+    assert kept + left_out == 48 + 5  # every train line of both datasets, less those sharing validation text
