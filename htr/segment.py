@@ -22,6 +22,7 @@ ROW_INK_FRACTION = 0.04  # a row belongs to a text band when its ink exceeds thi
 MERGE_GAP = 0.15  # bands closer than this × the typical line height are one line (i-dots, accents)
 SMALL_BAND = 0.35  # bands shorter than this × the tallest band join their nearest neighbour
 SPARSE_BAND = 0.25  # ... and so do bands whose ink density is below this × the densest band's
+MIN_LINE_INK, MAX_LINE_INK = 0.02, 0.45  # share of a found line's box that is ink
 TALL_BAND = 1.5  # bands taller than this × the line pitch hold several touching lines
 
 
@@ -220,13 +221,22 @@ def segment_page(gray: np.ndarray, scale: float = 1.0) -> list[Line]:
 
 
 def _without_fragments(lines: list[Line]) -> list[Line]:
-    """Lines less than half as tall as the median line and not wider than tall are pieces of letters (a descender
-    cut off by a ruling, a speck of a stamp): dropped rather than read as lines."""
+    """Without what is not a line of writing: boxes almost empty of ink (a pencil stroke across the page) or
+    nearly solid (a printed stamp, a blot), boxes taller than wide and taller than the median line (a stamp, a
+    flourish), and boxes less than half as tall as the median line and not wider than tall (a descender cut off
+    by a ruling)."""
     if len(lines) < 2:
         return lines
     median = float(np.median([line.box[3] - line.box[1] for line in lines]))
-    return [line for line in lines if not (line.box[3] - line.box[1] < 0.5 * median
-                                           and line.box[2] - line.box[0] <= line.box[3] - line.box[1])]  # fmt: skip
+
+    def plausible(line: Line) -> bool:
+        width, height = line.box[2] - line.box[0], line.box[3] - line.box[1]
+        ink = float((line.ink > INK_THRESHOLD).mean()) if line.ink.size else 0.0
+        fragment = height < 0.5 * median and width <= height
+        blob = height > 1.3 * median and width < height
+        return MIN_LINE_INK <= ink <= MAX_LINE_INK and not fragment and not blob
+
+    return [line for line in lines if plausible(line)]
 
 
 def page_lines(image: Image.Image) -> list[Line]:
