@@ -85,8 +85,14 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     if light_on_dark(values):
         values = 255.0 - values
     values = flatten_paper(values)
-    dark, paper = np.percentile(values, [2, 50])
+    dark, paper = np.percentile(_sample(values), [2, 50])
     return np.clip((paper - values) / max(paper - dark, MIN_CONTRAST), 0.0, 1.0).astype(np.float32)
+
+
+def _sample(values: np.ndarray, size: int = 4096) -> np.ndarray:
+    """An evenly spaced sample of about ``size`` of the values: enough for percentiles, at a fraction of the cost."""
+    flat = values.ravel()
+    return flat[:: max(1, flat.size // size)]
 
 
 def light_on_dark(values: np.ndarray) -> bool:
@@ -103,7 +109,7 @@ def light_on_dark(values: np.ndarray) -> bool:
         light = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / shrink), (values.shape[1], values.shape[0]),
                            interpolation=cv2.INTER_LINEAR)  # fmt: skip
         detail = values - light
-    dark, middle, bright = np.percentile(detail, [2, 50, 98])
+    dark, middle, bright = np.percentile(_sample(detail), [2, 50, 98])
     return bool(bright - middle > middle - dark)
 
 
@@ -117,7 +123,7 @@ def flatten_paper(values: np.ndarray) -> np.ndarray:
         return values
     window = max(15, min(min(values.shape) // 3, max(values.shape) // 40))
     background = np.maximum(paper_background(values.clip(0, 255).astype(np.uint8), window), 1.0)
-    return values / background * float(np.median(background))
+    return values / background * float(np.median(_sample(background)))
 
 
 def crop_to_ink(ink: np.ndarray, threshold: float = INK_THRESHOLD, margin: float = 0.08) -> np.ndarray:
