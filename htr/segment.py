@@ -1,9 +1,11 @@
 """Finding the text lines of a paragraph or page image: deskew, horizontal ink profile, valleys between lines.
 
-Made for handwriting on plain paper: the page's skew (up to ±6°) is estimated from the sharpness of the row
-profile of ink, rows with ink form bands, bands split by a faint gap (a dot, an accent, a descender) are merged,
-and a band about k lines tall (touching ascenders and descenders) is cut at the k - 1 deepest valleys of its
-profile. Boxes are given in the original image's pixels, in reading order (top to bottom).
+`segment_page` first keeps only the writing (``htr.page_ink``: no shadows, stains, show-through, rulings or sheet
+edges) and cuts the page into the columns between vertical rules; in each, `segment_lines` estimates the skew
+(up to ±6°) from the sharpness of the row profile of ink, rows with ink form bands, bands split by a faint gap (a
+dot, an accent, a descender) are merged, and a band about k lines tall (touching ascenders and descenders) is cut
+at the k - 1 deepest valleys of its profile. Boxes that are not writing are dropped. Boxes are given in the
+original image's pixels, in reading order (top to bottom within a column, columns left to right).
 """
 
 from __future__ import annotations
