@@ -111,7 +111,7 @@ class Recognizer:
         height = self.network.config.height
         if segment == "always" or (segment == "auto" and not looks_like_one_line(ink)):
             scale = max(image.size) / max(gray.shape)  # to_grayscale may have shrunk a huge image
-            lines = segment_page(gray, scale)
+            lines = segment_page(gray, scale, ink)  # the page's ink map, made once
             if len(lines) > 1 or (segment == "always" and lines):
                 return [line_array(line.ink, height) for line in lines], [line.box for line in lines]
         return [line_array(ink, height)], None

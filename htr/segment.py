@@ -164,19 +164,20 @@ def segment_lines(ink: np.ndarray, scale: float = 1.0, read_from: np.ndarray | N
         if columns.size == 0:
             continue
         left, right = int(columns[0]), int(columns[-1]) + 1
-        corners = np.array([[left, upper], [right, upper], [left, lower], [right, lower]], dtype=np.float64)
-        box = _box_in_original(corners, angle, upright.shape, (height, width), scale)
+        box = _box_in_original((left, upper, right, lower), angle, upright.shape, (height, width), scale)
         lines.append(Line(np.ascontiguousarray(reading[upper:lower, left:right]), box))
     return lines
 
 
-def _box_in_original(points: np.ndarray, angle: float, rotated_shape: tuple[int, int], shape: tuple[int, int],
-                     scale: float) -> tuple[int, int, int, int]:  # fmt: skip
-    """Axis-aligned box, in original pixels, around (x, y) points of the page rotated by ``angle`` (PIL, expand)."""
+def _box_in_original(box: tuple[int, int, int, int], angle: float, rotated_shape: tuple[int, int],
+                     shape: tuple[int, int], scale: float) -> tuple[int, int, int, int]:  # fmt: skip
+    """Axis-aligned box, in original pixels, around a box of the page rotated by ``angle`` (PIL, expand)."""
+    left, top, right, bottom = box
+    corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], dtype=np.float64)
     theta = np.deg2rad(angle)
     centre_rotated = np.array([rotated_shape[1], rotated_shape[0]]) / 2
     centre = np.array([shape[1], shape[0]]) / 2
-    d = points - centre_rotated
+    d = corners - centre_rotated
     # PIL rotates counter-clockwise by ``angle`` on screen (y down); undo it: rotate clockwise
     x = d[:, 0] * np.cos(theta) - d[:, 1] * np.sin(theta) + centre[0]
     y = d[:, 0] * np.sin(theta) + d[:, 1] * np.cos(theta) + centre[1]
@@ -184,10 +185,10 @@ def _box_in_original(points: np.ndarray, angle: float, rotated_shape: tuple[int,
     return clip(x.min(), shape[1]), clip(y.min(), shape[0]), clip(x.max(), shape[1]), clip(y.max(), shape[0])
 
 
-def writing_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The grey ink map of a page (``ink_map``), the same kept only where ``htr.page_ink.layout_ink`` finds
-    writing (no stains, shadows, show-through, rulings or page edges), and the map of removed rulings, all at
-    ``gray``'s size."""
+def writing_map(gray: np.ndarray, grey: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grey ink map of a page (``grey``, or ``ink_map(gray)`` when not given), the same kept only where
+    ``htr.page_ink.layout_ink`` finds writing (no stains, shadows, show-through, rulings or page edges), and the
+    map of removed rulings, all at ``gray``'s size."""
     from htr.page_ink import layout_ink
 
     page = layout_ink(gray)
@@ -195,7 +196,7 @@ def writing_map(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     grow = np.ones((3, 3), np.uint8)  # the writing's anti-aliased edges
     writing = cv2.dilate(cv2.resize(page.ink, size, interpolation=cv2.INTER_NEAREST), grow)
     rules = cv2.resize(page.rules, size, interpolation=cv2.INTER_NEAREST)
-    grey = ink_map(gray)
+    grey = ink_map(gray) if grey is None else grey
     return grey, grey * writing, rules
 
 
@@ -207,11 +208,12 @@ def column_strips(rules: np.ndarray, min_width: int) -> list[tuple[int, int]]:
     return strips or [(0, rules.shape[1])]
 
 
-def segment_page(gray: np.ndarray, scale: float = 1.0) -> list[Line]:
+def segment_page(gray: np.ndarray, scale: float = 1.0, grey: np.ndarray | None = None) -> list[Line]:
     """The text lines of a grey page: its writing map cut into the columns between vertical rules, each column's
     lines found by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for
-    reading is the page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones)."""
-    grey, writing, rules = writing_map(gray)
+    reading is the page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones);
+    ``grey``: that map when the caller has already made it (``ink_map(gray)``)."""
+    grey, writing, rules = writing_map(gray, grey)
     lines = []
     for left, right in column_strips(rules, min_width=max(20, gray.shape[1] // 50)):
         column = np.ascontiguousarray(writing[:, left:right])
