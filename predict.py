@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--segment", choices=["auto", "never", "always"], default="auto",
         help="find the text lines of paragraph or page images; auto: when an image holds more than one line",
     )  # fmt: skip
+    parser.add_argument(
+        "--line-finder", default="auto", metavar="PATH|classical",
+        help="how pages are split into lines: a trained line finder (htr.train_line_detector; auto: the shipped "
+        "line_finder.pt) or classical (ink profiles, htr.segment)",
+    )  # fmt: skip
     parser.add_argument("--onnx", metavar="MODEL.onnx", help="run the network with onnxruntime (see htr.export)")
     add_decoder_arguments(parser, default="auto")
     args = parser.parse_args(argv)
@@ -132,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     from htr.inference import Recognizer  # after parsing, so --help is instant; PyTorch only when it runs the model
 
     try:
-        recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, cpu_share,
+        line_finder = None if args.line_finder == "classical" else args.line_finder
+        recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, cpu_share, line_finder,
                                 **decoder_options(args))  # fmt: skip
+        if line_finder not in (None, "auto"):
+            recognizer.line_finder()  # a file the user named: check it now, not at the first page
     except (ValueError, OSError, ImportError) as error:  # htr.checkpoint.CheckpointError is a ValueError
         print(f"error: {error}".splitlines()[0], file=sys.stderr)
         return 2

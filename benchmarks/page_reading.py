@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--lines-per-page", type=int, default=4)
     parser.add_argument("--decoder", nargs="+", default=["greedy", "beam"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--line-finder", default="auto", help="a trained line finder, auto (the shipped one) or classical"
+    )
     args = parser.parse_args()
     split = load_splits(args.dataset)[args.split]
     images = [decode_row_image(row) for row in split["image"]]
@@ -44,7 +47,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     composed = [compose_page([images[i] for i in page], rng) for page in pages]
     for decoder in args.decoder:
-        recognizer = Recognizer(args.checkpoint, "cpu", decoder=decoder)
+        finder = None if args.line_finder == "classical" else args.line_finder
+        recognizer = Recognizer(args.checkpoint, "cpu", line_finder=finder, decoder=decoder)
         single_lines, split_lines = [], 0
         for image in images:
             found, boxes = recognizer.prepare_lines(image, "auto")

@@ -23,64 +23,23 @@ import statistics
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from htr.metrics import matched_boxes  # noqa: E402
+
 MANIFEST = ROOT / "benchmarks" / "real_pages.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 Box = tuple[int, int, int, int]
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _points_box(points: list[tuple[float, float]]) -> Box:
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    return int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1
-
-
 def read_lines(xml_path: Path) -> tuple[list[Box], tuple[int, int] | None, str | None]:
     """Ground-truth line boxes of an ALTO or PAGE file, the page size it states, and its image file name."""
-    root = ET.parse(xml_path).getroot()
-    boxes: list[Box] = []
-    size, image = None, None
-    if _local(root.tag) == "alto":
-        for element in root.iter():
-            name = _local(element.tag)
-            if name == "fileName" and element.text:
-                image = element.text.strip()
-            elif name == "Page" and element.get("WIDTH"):
-                size = (int(float(element.get("WIDTH"))), int(float(element.get("HEIGHT"))))
-            elif name == "TextLine":
-                polygon = next((e for e in element.iter() if _local(e.tag) == "Polygon"), None)
-                if polygon is not None and polygon.get("POINTS"):
-                    values = [float(v) for v in polygon.get("POINTS").replace(",", " ").split()]
-                    boxes.append(_points_box(list(zip(values[::2], values[1::2]))))
-                elif element.get("WIDTH"):
-                    x, y = float(element.get("HPOS")), float(element.get("VPOS"))
-                    w, h = float(element.get("WIDTH")), float(element.get("HEIGHT"))
-                    boxes.append(_points_box([(x, y), (x + w, y + h)]))
-    else:  # PAGE
-        for element in root.iter():
-            name = _local(element.tag)
-            if name == "Page":
-                image = element.get("imageFilename")
-                size = (int(element.get("imageWidth")), int(element.get("imageHeight")))
-            elif name == "TextLine":
-                coords = next((e for e in element if _local(e.tag) == "Coords"), None)
-                if coords is not None and coords.get("points"):
-                    pairs = [p.split(",") for p in coords.get("points").split()]
-                    boxes.append(_points_box([(float(x), float(y)) for x, y in pairs]))
-    return boxes, size, image
+    from htr.page_xml import read_page
 
-
-def iou(a: Box, b: Box) -> float:
-    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    page = read_page(xml_path)
+    return [line.box for line in page.lines], page.size, page.image
 
 
 def inside(a: Box, b: Box) -> float:
@@ -91,23 +50,16 @@ def inside(a: Box, b: Box) -> float:
 
 def match(found: list[Box], truth: list[Box], threshold: float = 0.5) -> dict[str, int]:
     """One-to-one matches by IoU >= threshold (best pairs first), and over-/under-split counts."""
-    pairs = sorted(((iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
-    used_f, used_t, matched = set(), set(), 0
-    for score, i, j in pairs:
-        if score < threshold:
-            break
-        if i not in used_f and j not in used_t:
-            used_f.add(i)
-            used_t.add(j)
-            matched += 1
+    matched = matched_boxes(found, truth, threshold)
     over = sum(sum(inside(f, t) >= 0.6 for f in found) >= 2 for t in truth)  # fragments of one line
     under = sum(sum(inside(t, f) >= 0.6 for t in truth) >= 2 for f in found)  # several lines in one
     return {"found": len(found), "truth": len(truth), "matched": matched, "over": over, "under": under}
 
 
-def find_lines(image_path: Path, method: str) -> list[Box]:
-    """Line boxes, in the image's pixels: ``predict`` (as predict.py --segment always finds them) or ``profile``
-    (the row-profile segmenter alone, as before htr.line_finder)."""
+def find_lines(image_path: Path, method: str, finder=None) -> list[Box]:
+    """Line boxes, in the image's pixels: ``predict`` (as predict.py --segment always finds them, with the trained
+    line finder ``finder`` or, when None, the classical page segmenter) or ``profile`` (the row-profile segmenter
+    alone, as before htr.page_ink)."""
     from htr.preprocess import load_image, to_grayscale
 
     image = load_image(image_path)
@@ -119,11 +71,16 @@ def find_lines(image_path: Path, method: str) -> list[Box]:
         return [line.box for line in segment_lines(ink_map(gray), max(image.size) / max(gray.shape))]
     from htr.segment import page_lines
 
-    return [line.box for line in page_lines(image)]
+    return [line.box for line in page_lines(image, finder)]
 
 
 def run(args: argparse.Namespace) -> None:
     manifest = json.loads(MANIFEST.read_text())
+    finder = None
+    if args.line_finder:
+        from htr.line_detector import LineFinder
+
+        finder = LineFinder(args.line_finder)
     totals: dict[str, dict[str, float]] = {}
     details = []
     for collection in manifest["collections"]:
@@ -140,7 +97,7 @@ def run(args: argparse.Namespace) -> None:
                 sx, sy = width / size[0], height / size[1]
                 truth = [(int(a * sx), int(b * sy), int(c * sx), int(d * sy)) for a, b, c, d in truth]
             start = time.perf_counter()
-            found = find_lines(image_path, args.method)
+            found = find_lines(image_path, args.method, finder)
             seconds = time.perf_counter() - start
             counts = match(found, truth)
             details.append({"collection": name, "page": page["image"], **counts, "seconds": round(seconds, 2)})
@@ -192,18 +149,23 @@ def _rotated(clone: str, commit: str, path: str) -> bool:
         return image.getexif().get(274, 1) != 1
 
 
+def _annotated_pages(clone: str, commit: str) -> list[tuple[str, str]]:
+    """(XML, image) paths of a repository's annotated pages that have their image beside them, unrotated."""
+    files = [f for f in _git(clone, "ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0") if f]
+    images = {f.rsplit(".", 1)[0]: f for f in files if f.lower().endswith(IMAGE_SUFFIXES)}
+    pages = [(f, images[f.rsplit(".", 1)[0]]) for f in sorted(files)
+             if f.endswith(".xml") and f.startswith("data/") and f.rsplit(".", 1)[0] in images]  # fmt: skip
+    pages = [p for p in pages if _present(clone, commit, p[1])]  # shallow copies may lack large blobs
+    return [p for p in pages if not _rotated(clone, commit, p[1])]  # their lines are drawn on the unrotated scan
+
+
 def select(args: argparse.Namespace) -> None:
     """Write the manifest: every k-th annotated page (with its image beside it) of each repository."""
     collections = []
     for spec in args.repo:
         repo, clone = spec.split("=", 1)
         commit = _git(clone, "rev-parse", "HEAD").decode().strip()
-        files = [f for f in _git(clone, "ls-tree", "-r", "-z", "--name-only", commit).decode().split("\0") if f]
-        images = {f.rsplit(".", 1)[0]: f for f in files if f.lower().endswith(IMAGE_SUFFIXES)}
-        pages = [(f, images[f.rsplit(".", 1)[0]]) for f in sorted(files)
-                 if f.endswith(".xml") and f.startswith("data/") and f.rsplit(".", 1)[0] in images]  # fmt: skip
-        pages = [p for p in pages if _present(clone, commit, p[1])]  # shallow copies may lack large blobs
-        pages = [p for p in pages if not _rotated(clone, commit, p[1])]  # their lines are drawn on the unrotated scan
+        pages = _annotated_pages(clone, commit)
         step = max(1, len(pages) // args.per_repo)
         chosen = pages[::step][: args.per_repo]
         collections.append({"repo": repo, "commit": commit, "licence": args.licence,
@@ -220,12 +182,17 @@ def extract(args: argparse.Namespace) -> None:
             print(f"skipped {collection['repo']}: no --repo given for it")
             continue
         folder = Path(args.out) / collection["repo"].split("/")[-1]
-        for page in collection["pages"]:
+        pages = collection["pages"]
+        if args.training:  # every other annotated page of the same commit: the line finder's training pages
+            tested = {p["xml"] for p in pages}
+            rest = _annotated_pages(clone, collection["commit"])
+            pages = [{"xml": x, "image": i} for x, i in rest if x not in tested]
+        for page in pages:
             for path in (page["xml"], page["image"]):
                 target = folder / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(_git(clone, "show", f"{collection['commit']}:{path}"))
-        print(f"{collection['repo']}: {len(collection['pages'])} pages in {folder}")
+        print(f"{collection['repo']}: {len(pages)} pages in {folder}")
 
 
 def main() -> None:
@@ -240,11 +207,17 @@ def main() -> None:
             sub.add_argument("--licence", default="CC BY 4.0")
         else:
             sub.add_argument("--out", required=True)
+            sub.add_argument(
+                "--training",
+                action="store_true",
+                help="the repositories' other pages instead (to train the line finder)",
+            )
     sub = commands.add_parser("run")
     sub.add_argument("--data", required=True, help="the folder extract wrote")
     sub.add_argument("--details", help="per-page TSV")
     sub.add_argument("--verbose", action="store_true")
     sub.add_argument("--method", choices=["predict", "profile"], default="predict")
+    sub.add_argument("--line-finder", help="a trained line finder (htr.train_line_detector); default: classical")
     args = parser.parse_args()
     {"select": select, "extract": extract, "run": run}[args.command](args)
 

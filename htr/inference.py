@@ -18,6 +18,8 @@ from htr.model_config import ModelConfig
 from htr.preprocess import has_ink, ink_map, line_array, pad_arrays, preprocess_array, to_grayscale
 from htr.segment import looks_like_one_line, segment_page
 
+DEFAULT_LINE_FINDER = Path(__file__).resolve().parents[1] / "line_finder.pt"  # the shipped trained line finder
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -70,12 +72,20 @@ class Recognizer:
     ``precision``: see ``htr.runtime.resolve_precision`` (auto: bf16 on CPUs with native bf16, which reads IAM
     validation twice as fast with the same CER); ``decoder_options``: see ``htr.decode.make_decoder`` (by default
     beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
-    ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default)."""
+    ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default);
+    ``line_finder``: the trained line finder that splits pages into lines (``htr.line_detector``; auto: the shipped
+    ``line_finder.pt`` when present; None: the classical segmenter of ``htr.segment``)."""
 
     def __init__(
         self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
-        cpu_share: CpuShare | None = None, **decoder_options,
+        cpu_share: CpuShare | None = None, line_finder: str | Path | None = "auto", **decoder_options,
     ) -> None:  # fmt: skip
+        if line_finder == "auto":
+            line_finder = DEFAULT_LINE_FINDER if DEFAULT_LINE_FINDER.is_file() else None
+        if line_finder is not None and not Path(line_finder).is_file():
+            raise ValueError(f"line finder {line_finder}: no such file")
+        self.line_finder_path = line_finder  # loaded with the first page (single lines never need it)
+        self._line_finder = None
         self.network: Network
         if onnx is not None:  # ONNX Runtime runs the network on the CPU; greedy decoding then needs no PyTorch
             from htr.onnx_network import OnnxNetwork
@@ -98,6 +108,18 @@ class Recognizer:
             self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved), cpu_share)
         self.decoder = make_decoder(state, **decoder_options)
 
+    def line_finder(self):  # -> htr.line_detector.LineFinder | None
+        """The trained line finder, loaded on first use; None: pages go to the classical segmenter."""
+        if self._line_finder is None and self.line_finder_path is not None:
+            from htr.line_detector import LineFinder
+
+            try:
+                self._line_finder = LineFinder(self.line_finder_path)
+            except Exception as error:  # a damaged or foreign file: one clear line, never a traceback
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise ValueError(f"line finder {self.line_finder_path}: cannot read it ({reason})") from None
+        return self._line_finder
+
     def prepare(self, image: Image.Image) -> np.ndarray:
         """The model's input for one PIL image of a line: a (1, H, W) float32 array."""
         return preprocess_array(image, self.network.config.height)
@@ -111,7 +133,7 @@ class Recognizer:
         height = self.network.config.height
         if segment == "always" or (segment == "auto" and not looks_like_one_line(ink)):
             scale = max(image.size) / max(gray.shape)  # to_grayscale may have shrunk a huge image
-            lines = segment_page(gray, scale, ink)  # the page's ink map, made once
+            lines = segment_page(gray, scale, ink, self.line_finder())  # the page's ink map, made once
             if len(lines) > 1 or (segment == "always" and lines):
                 return [line_array(line.ink, height) for line in lines], [line.box for line in lines]
         return [line_array(ink, height)], None

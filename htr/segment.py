@@ -1,22 +1,28 @@
-"""Finding the text lines of a paragraph or page image: deskew, horizontal ink profile, valleys between lines.
+"""Finding the text lines of a paragraph or page image.
 
-`segment_page` first keeps only the writing (``htr.page_ink``: no shadows, stains, show-through, rulings or sheet
-edges) and cuts the page into the columns between vertical rules; in each, `segment_lines` estimates the skew
-(up to ±6°) from the sharpness of the row profile of ink, rows with ink form bands, bands split by a faint gap (a
-dot, an accent, a descender) are merged, and a band about k lines tall (touching ascenders and descenders) is cut
-at the k - 1 deepest valleys of its profile. Boxes that are not writing are dropped. Boxes are given in the
-original image's pixels, in reading order (top to bottom within a column, columns left to right).
+Given a trained line finder (``htr.line_detector.LineFinder``, what predict.py uses by default), `segment_page`
+returns the lines it finds. Without one (the classical method), `segment_page` first keeps only the writing
+(``htr.page_ink``: no shadows, stains, show-through, rulings or sheet edges) and cuts the page into the columns
+between vertical rules; in each, `segment_lines` estimates the skew (up to ±6°) from the sharpness of the row
+profile of ink, rows with ink form bands, bands split by a faint gap (a dot, an accent, a descender) are merged,
+and a band about k lines tall (touching ascenders and descenders) is cut at the k - 1 deepest valleys of its
+profile. Boxes that are not writing are dropped. Boxes are given in the original image's pixels, in reading order
+(top to bottom within a column, columns left to right).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from htr.preprocess import INK_THRESHOLD, ink_map, to_grayscale
+
+if TYPE_CHECKING:
+    from htr.line_detector import LineFinder
 
 MAX_SKEW_DEGREES = 6.0
 SKEW_STEP_DEGREES = 0.25
@@ -208,11 +214,18 @@ def column_strips(rules: np.ndarray, min_width: int) -> list[tuple[int, int]]:
     return strips or [(0, rules.shape[1])]
 
 
-def segment_page(gray: np.ndarray, scale: float = 1.0, grey: np.ndarray | None = None) -> list[Line]:
-    """The text lines of a grey page: its writing map cut into the columns between vertical rules, each column's
-    lines found by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for
-    reading is the page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones);
-    ``grey``: that map when the caller has already made it (``ink_map(gray)``)."""
+def segment_page(gray: np.ndarray, scale: float = 1.0, grey: np.ndarray | None = None,
+                 finder: LineFinder | None = None) -> list[Line]:  # fmt: skip
+    """The text lines of a grey page. With ``finder`` (a trained ``htr.line_detector.LineFinder``), the lines it
+    finds; without, the page's writing map cut into the columns between vertical rules, each column's lines found
+    by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for reading is the
+    page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones); ``grey``: that map
+    when the caller has already made it (``ink_map(gray)``)."""
+    if finder is not None:
+        grey = ink_map(gray) if grey is None else grey
+        return [Line(grey[top:bottom, left:right], (int(left * scale), int(top * scale), int(right * scale),
+                                                    int(bottom * scale)))
+                for left, top, right, bottom in finder.boxes(grey)]  # fmt: skip
     grey, writing, rules = writing_map(gray, grey)
     lines = []
     for left, right in column_strips(rules, min_width=max(20, gray.shape[1] // 50)):
@@ -243,7 +256,7 @@ def _without_fragments(lines: list[Line]) -> list[Line]:
     return [line for line in lines if plausible(line)]
 
 
-def page_lines(image: Image.Image) -> list[Line]:
+def page_lines(image: Image.Image, finder: LineFinder | None = None) -> list[Line]:
     """The text lines of a page image, boxes in its pixels (what ``predict.py --segment always`` reads)."""
     gray = to_grayscale(image)
-    return segment_page(gray, max(image.size) / max(gray.shape))
+    return segment_page(gray, max(image.size) / max(gray.shape), finder=finder)

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from htr.page_ink import layout_ink
 from htr.preprocess import to_grayscale
@@ -19,18 +19,34 @@ def overlap(a, b) -> float:
     return inter / min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
 
 
-def real_looking_page(seed: int) -> tuple[np.ndarray, list, np.ndarray]:
-    """Four written lines on paper with a shadow gradient, texture, the mirrored writing of the back showing
-    through, blue-grey ruling under every line and a vertical margin rule; returns the grey page, the lines'
-    boxes and a mask of where only the show-through is."""
+def handwritten_lines(count: int, seed: int) -> list[Image.Image]:
+    """Lines of five to nine words in the bundled handwriting fonts (``htr.render.render_text``)."""
+    from htr.render import list_fonts, render_text
+
     rng = np.random.default_rng(seed)
-    lines = [render_line(t, size=int(rng.integers(26, 32)), paper=255) for t in random_texts(4, seed + 10)]
+    fonts = list_fonts()
+    texts = [" ".join(random_texts(4, seed * 10 + k)) for k in range(count)]
+    lines = [render_text(t, fonts[int(rng.integers(len(fonts)))], rng, height=56) for t in texts]
+    return [ImageOps.autocontrast(line, cutoff=1) for line in lines]  # dark ink on white, like the default lines
+
+
+def real_looking_page(seed: int, lines: list[Image.Image] | None = None) -> tuple[np.ndarray, list, np.ndarray]:
+    """Written lines (by default four in Pillow's font) on paper with a shadow gradient, texture, the mirrored
+    writing of the back showing through, blue-grey ruling under every line and a vertical margin rule; returns the
+    grey page, the lines' boxes and a mask of where only the show-through is."""
+    rng = np.random.default_rng(seed)
+    handwritten = lines is not None  # then the back shows handwriting of the same size too
+    if lines is None:
+        lines = [render_line(t, size=int(rng.integers(26, 32)), paper=255) for t in random_texts(4, seed + 10)]
     page, boxes = compose_page(lines, rng, gap=(30, 40), indent=(60, 80), margin=60)
     clean = np.asarray(page, dtype=np.float64) / 255  # 1 paper, ~0.08 ink
     height, width = clean.shape
+    back_lines = [render_line(t, size=28, paper=255) for t in random_texts(4, seed + 20)]
+    if handwritten:
+        back_lines = handwritten_lines(len(lines), seed + 20)
     back = np.asarray(
         compose_page(
-            [render_line(t, size=28, paper=255) for t in random_texts(4, seed + 20)],
+            back_lines,
             rng,
             gap=(30, 40),
             indent=(60, 80),
@@ -88,3 +104,36 @@ def test_table_columns_are_read_apart():
     truth = left_boxes + [(a + left.width + 10, b, c + left.width + 10, d) for a, b, c, d in right_boxes]
     assert len(lines) == 6
     assert all(max(overlap(line.box, box) for box in truth) >= 0.8 for line in lines)
+
+
+@pytest.fixture(scope="module")
+def shipped_finder():
+    from htr.inference import DEFAULT_LINE_FINDER
+    from htr.line_detector import LineFinder
+
+    return LineFinder(DEFAULT_LINE_FINDER)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shipped_line_finder_on_a_real_looking_handwritten_page(seed, shipped_finder):
+    gray, boxes, _ = real_looking_page(seed, handwritten_lines(6, seed))
+    lines = segment_page(gray, finder=shipped_finder)
+    assert len(lines) == len(boxes)  # no line lost or doubled, none made of ruling, shadow or show-through
+    assert all(overlap(line.box, box) >= 0.7 for line, box in zip(lines, boxes))
+    assert all(line.ink.dtype == np.float32 and 0 < line.ink.max() <= 1 for line in lines)  # grey, for reading
+
+
+def test_shipped_line_finder_reads_table_cells_apart(shipped_finder):
+    """Two columns of lines side by side with a border between: six lines, row by row."""
+    rng = np.random.default_rng(3)
+    left, left_boxes = compose_page(handwritten_lines(3, 1), rng, gap=(20, 30))
+    right, right_boxes = compose_page(handwritten_lines(3, 2), rng, gap=(20, 30))
+    height = max(left.height, right.height)
+    page = Image.new("L", (left.width + right.width + 10, height), 255)
+    page.paste(left, (0, 0))
+    page.paste(right, (left.width + 10, 0))
+    page.paste(0, (left.width + 4, 0, left.width + 6, height))  # the column border
+    lines = segment_page(to_grayscale(page), finder=shipped_finder)
+    truth = left_boxes + [(a + left.width + 10, b, c + left.width + 10, d) for a, b, c, d in right_boxes]
+    assert len(lines) == 6
+    assert all(max(overlap(line.box, box) for box in truth) >= 0.7 for line in lines)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from htr.alphabet import Alphabet
@@ -136,3 +137,32 @@ def test_random_bytes_never_escape_as_a_traceback(tmp_path):
         path.write_bytes(random.Random(seed).randbytes(4096))
         with pytest.raises(CheckpointError, match="cannot read checkpoint"):
             read_checkpoint(path)
+
+
+def test_line_finder_option_chooses_how_pages_are_split(checkpoint, tmp_path):
+    import torch
+
+    from htr.line_detector import LineDetector
+    from htr.render import compose_page
+
+    page, _ = compose_page([render_line(t, paper=255) for t in ("one line", "and two", "and three")],
+                           np.random.default_rng(0))  # fmt: skip
+    page.save(tmp_path / "page.png")
+    everywhere = LineDetector(width=4)
+    torch.nn.init.constant_(everywhere.head.bias, 20.0)  # marks the whole page as one line's kernel
+    torch.save({"config": everywhere.config, "model": everywhere.state_dict(), "threshold": 0.5,
+                "geometry": {"input_side": 512, "end_share": 0.0}}, tmp_path / "finder.pt")  # fmt: skip
+    runs = {}
+    for finder in ("classical", str(tmp_path / "finder.pt")):
+        result = predict("--checkpoint", checkpoint, "--format", "json", "--segment", "always", "--line-finder",
+                         finder, str(tmp_path / "page.png"))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        runs[finder] = json.loads(result.stdout)["lines"]
+    assert len(runs["classical"]) == 3
+    (whole,) = runs[str(tmp_path / "finder.pt")]
+    assert whole["box"][2] - whole["box"][0] >= 0.9 * page.width
+    (tmp_path / "damaged.pt").write_bytes(b"not a finder")
+    for name, reason in (("missing.pt", "no such file"), ("damaged.pt", "cannot read it")):
+        result = predict("--checkpoint", checkpoint, "--line-finder", str(tmp_path / name), str(tmp_path / "page.png"))
+        assert result.returncode == 2 and result.stdout == ""
+        assert len(result.stderr.strip().splitlines()) == 1 and reason in result.stderr, result.stderr

@@ -1,0 +1,247 @@
+"""Train the line finder (``htr.line_detector``) on pages with line polygons and on composed pages.
+
+    python -m htr.train_line_detector --pages data/layout-train --composed ../shared/data/iam-dev \\
+        --output line_detector.pt --steps 3000
+
+``--pages`` folders hold PAGE XML or ALTO files with their images (beside them, named by the XML or by the same
+stem); ``--composed`` line datasets give pages stacked from their training lines (``htr.render.compose_page``).
+Every page is prepared once (ink map at ``INPUT_SIDE``, kernel target at half that) and cached beside the output;
+training reads random crops, rescaled, slightly rotated, with varied contrast and noise. A share of the pages is
+held out to choose the threshold and keep the best state (by line-box F1 at IoU >= 0.5); the last state is saved
+every ``--save-every`` steps and the run resumes from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from htr.line_detector import (
+    END_SHARE,
+    INPUT_SIDE,
+    OUTPUT_STRIDE,
+    LineDetector,
+    boxes_from_kernels,
+    kernel_target,
+    letter_heights,
+    network_input,
+)
+from htr.metrics import matched_boxes
+
+CROP = 512
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+def _image_for(xml_path: Path, stated: str | None) -> Path | None:
+    candidates = [xml_path.parent / Path(stated).name] if stated else []
+    candidates += [xml_path.with_suffix(s) for s in IMAGE_SUFFIXES]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list]:
+    """(ink at INPUT_SIDE as uint8, kernel target at half that, line boxes in target pixels) of a grey page and
+    its line polygons (in the page's pixels)."""
+    from htr.preprocess import ink_map
+
+    ink, factor = network_input(ink_map(gray), INPUT_SIDE)
+    scale = factor / OUTPUT_STRIDE
+    shape = (ink.shape[0] // OUTPUT_STRIDE, ink.shape[1] // OUTPUT_STRIDE)
+    scaled = [p * scale for p in polygons]
+    boxes = [(*p.min(axis=0), *(p.max(axis=0) + 1)) for p in scaled]
+    return (ink * 255).round().astype(np.uint8), kernel_target(shape, scaled), boxes
+
+
+def xml_pages(folders: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
+    from PIL import Image
+
+    from htr.page_xml import read_page
+    from htr.preprocess import to_grayscale
+
+    pages = []
+    paths = sorted(p for folder in folders for p in Path(folder).rglob("*.xml"))
+    for xml_path in tqdm(paths, desc="preparing pages"):
+        try:
+            page = read_page(xml_path)
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
+            print(f"skipped {xml_path}: {error}")
+            continue
+        image_path = _image_for(xml_path, page.image)
+        if image_path is None or not page.lines:
+            continue
+        with Image.open(image_path) as image:
+            gray = to_grayscale(image.convert("L") if image.mode not in ("L", "I;16") else image)
+        width, height = page.size or (gray.shape[1], gray.shape[0])
+        sx, sy = gray.shape[1] / width, gray.shape[0] / height
+        polygons = [np.array(line.polygon, np.float32) * [sx, sy] for line in page.lines]
+        pages.append((str(xml_path), *prepare_page(gray, polygons)))
+    return pages
+
+
+def composed_pages(datasets: list[str], count: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
+    from htr.data import decode_row_image, load_splits
+    from htr.render import compose_page
+
+    rng = np.random.default_rng(seed)
+    pages = []
+    for dataset in datasets:
+        split = load_splits(dataset)["train"]
+        for k in tqdm(range(count), desc=f"composing {Path(dataset).name}"):
+            chosen = rng.choice(len(split), size=int(rng.integers(2, 9)), replace=False)
+            image, boxes = compose_page([decode_row_image(split[int(i)]["image"]) for i in chosen], rng)
+            gray = np.asarray(image.convert("L"))
+            polygons = [np.array([[a, b], [c, b], [c, d], [a, d]], np.float32) for a, b, c, d in boxes]
+            pages.append((f"{dataset}#{k}", *prepare_page(gray, polygons)))
+    return pages
+
+
+def augmented_crop(ink: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random CROP x CROP input (float, 0..1) and its CROP/2 target: rescaled 0.7-1.4x, rotated up to 3 degrees,
+    contrast, gamma, blur and noise varied."""
+    scale = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
+    angle = float(rng.uniform(-3, 3))
+    small = (target.shape[1], target.shape[0])
+    centre = (rng.uniform(0, small[0]), rng.uniform(0, small[1]))
+    half = CROP // OUTPUT_STRIDE
+    matrix = cv2.getRotationMatrix2D(centre, angle, scale)
+    matrix[:, 2] += (half / 2 - centre[0], half / 2 - centre[1])
+    crop_target = cv2.warpAffine(target, matrix, (half, half), flags=cv2.INTER_NEAREST)
+    full = matrix.copy()
+    full[:, 2] *= OUTPUT_STRIDE  # the same map in the input's pixels (twice the target's)
+    crop = cv2.warpAffine(ink, full, (CROP, CROP), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
+    crop = np.clip(crop * rng.uniform(0.6, 1.3), 0, 1) ** rng.uniform(0.6, 1.5)
+    if rng.random() < 0.3:
+        crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(0.5, 1.5))
+    crop = np.clip(crop + rng.normal(0, rng.uniform(0, 0.08), crop.shape), 0, 1)
+    return crop.astype(np.float32), crop_target
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice (the kernels are a small share of the page)."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    return bce + dice
+
+
+@torch.inference_mode()
+def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8)) -> dict[float, float]:
+    """Line-box F1 on held-out pages for each threshold."""
+    model.eval()
+    sums = {t: [0, 0, 0] for t in thresholds}
+    for _, ink, _, boxes in pages:
+        probability = torch.sigmoid(model(torch.from_numpy(ink.astype(np.float32) / 255)[None, None]))[0, 0].numpy()
+        for t in thresholds:
+            found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255)
+            for k, v in enumerate((matched_boxes(found, boxes), len(found), len(boxes))):
+                sums[t][k] += v
+    model.train()
+    return {t: 2 * m / max(1, f + n) for t, (m, f, n) in sums.items()}
+
+
+def save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", action="append", default=[], help="folder of PAGE/ALTO files with images")
+    parser.add_argument("--composed", action="append", default=[], help="line dataset to compose pages from")
+    parser.add_argument("--composed-pages", type=int, default=300)
+    parser.add_argument("--output", required=True, help="the detector file to write")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--held-out", type=float, default=0.06)
+    parser.add_argument("--validate-every", type=int, default=250)
+    parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    output = Path(args.output)
+    inputs = json.dumps([args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE])
+    key = hashlib.sha1(inputs.encode()).hexdigest()[:10]  # another geometry or other pages: prepared anew
+    cache = output.with_name(f"{output.stem}.pages-{key}.npz")
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        meta = json.loads(str(data["meta"]))
+        pages = [(name, data[f"ink{i}"], data[f"target{i}"], [tuple(b) for b in meta["boxes"][i]])
+                 for i, name in enumerate(meta["names"])]  # fmt: skip
+    else:
+        pages = xml_pages(args.pages) + composed_pages(args.composed, args.composed_pages, args.seed)
+        arrays = {f"ink{i}": p[1] for i, p in enumerate(pages)} | {f"target{i}": p[2] for i, p in enumerate(pages)}
+        meta = {"names": [p[0] for p in pages], "boxes": [[[float(v) for v in b] for b in p[3]] for p in pages]}
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, meta=json.dumps(meta), **arrays)
+        os.replace(tmp, cache)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(pages))
+    n_held = max(1, int(len(pages) * args.held_out))
+    held, train = [pages[i] for i in order[:n_held]], [pages[i] for i in order[n_held:]]
+    print(f"{len(train)} training pages, {len(held)} held out")
+    trained_on = {  # recorded in the finder: which pages taught it
+        "pages": [str(Path(p[0]).relative_to(f)) for f in args.pages for p in train if Path(p[0]).is_relative_to(f)],
+        "composed_pages": {d: sum(p[0].startswith(d + "#") for p in train) for d in args.composed},
+    }
+    letter_range = letter_heights([p[1] for p in train])  # pages at predict time are scaled into this range
+    torch.manual_seed(args.seed)
+    model = LineDetector(args.width)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    warmup = max(1, args.steps // 20)  # then cosine to zero at --steps (a larger --steps on resume extends it)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / args.steps)))
+    )
+    state_path = output.with_name(output.stem + ".last.pt")
+    step, best, history = 0, -1.0, []
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, best, history = state["step"], state["best"], state["history"]
+        rng = np.random.default_rng([args.seed, step])
+        print(f"resumed at step {step}")
+    start, bar = time.time(), tqdm(total=args.steps, initial=step, desc="training")
+    while step < args.steps:
+        batch = [augmented_crop(*train[int(rng.integers(len(train)))][1:3], rng) for _ in range(args.batch_size)]
+        inputs = torch.from_numpy(np.stack([b[0] for b in batch]))[:, None]
+        targets = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float32))[:, None]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(inputs)
+        loss = loss_fn(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % args.validate_every == 0 or step == args.steps:
+            scores = validate(model, held)
+            threshold, f1 = max(scores.items(), key=lambda kv: kv[1])
+            history.append({"step": step, "f1": f1, "threshold": threshold, "seconds": round(time.time() - start)})
+            print(f"step {step}: held-out F1 {f1:.3f} at threshold {threshold}", flush=True)
+            if f1 > best:
+                best = f1
+                geometry = {"input_side": INPUT_SIDE, "end_share": END_SHARE, "letter_range": letter_range}
+                save({"config": model.config, "model": model.state_dict(), "threshold": threshold, "geometry": geometry,
+                      "held_out_f1": f1, "step": step, "trained_on": trained_on}, output)  # fmt: skip
+        if step % args.save_every == 0 or step == args.steps:
+            save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                  "step": step, "best": best, "history": history}, state_path)  # fmt: skip
+    print(json.dumps(history, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The trained line finder: PAGE/ALTO reading, kernel targets and boxes, the network, and a tiny training run."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from htr.line_detector import (
+    OUTPUT_STRIDE,
+    LineDetector,
+    LineFinder,
+    boxes_from_kernels,
+    kernel_target,
+    network_input,
+    reading_order,
+)
+from htr.metrics import box_iou, matched_boxes
+from htr.page_xml import read_page
+from tests.test_segment import make_page
+
+PAGE_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<PcGts xmlns="http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15">
+  <Metadata><Creator>test</Creator><Created>2026-01-01T00:00:00</Created>
+    <LastChange>2026-01-01T00:00:00</LastChange></Metadata>
+  <Page imageFilename="{image}" imageWidth="{width}" imageHeight="{height}">
+    <TextRegion id="r1"><Coords points="0,0 {width},0 {width},{height} 0,{height}"/>
+{lines}
+    </TextRegion>
+  </Page>
+</PcGts>
+"""
+PAGE_LINE = """      <TextLine id="l{i}"><Coords points="{points}"/><Baseline points="{baseline}"/>
+        <TextEquiv><Unicode>{text}</Unicode></TextEquiv></TextLine>"""
+ALTO_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="http://www.loc.gov/standards/alto/ns-v4#">
+  <Description><MeasurementUnit>pixel</MeasurementUnit>
+    <sourceImageInformation><fileName>scan.jpg</fileName></sourceImageInformation></Description>
+  <Layout><Page WIDTH="800" HEIGHT="600" PHYSICAL_IMG_NR="1" ID="p1"><PrintSpace>
+    <TextBlock ID="b1">
+      <TextLine ID="l1" BASELINE="10 50 300 52" HPOS="10" VPOS="20" WIDTH="290" HEIGHT="40">
+        <Shape><Polygon POINTS="10 20 300 20 300 60 10 60"/></Shape>
+        <String CONTENT="Dear" HPOS="10" VPOS="20" WIDTH="80" HEIGHT="40"/><SP/>
+        <String CONTENT="Sir," HPOS="100" VPOS="20" WIDTH="80" HEIGHT="40"/>
+      </TextLine>
+      <TextLine ID="l2" HPOS="10" VPOS="80" WIDTH="200" HEIGHT="30"><String CONTENT="yours"/></TextLine>
+    </TextBlock>
+  </PrintSpace></Page></Layout>
+</alto>
+"""
+
+
+def write_page_xml(path: Path, image: str, size: tuple[int, int], boxes: list, texts: list[str]) -> None:
+    lines = "\n".join(
+        PAGE_LINE.format(i=i, points=f"{a},{b} {c},{b} {c},{d} {a},{d}", baseline=f"{a},{d - 4} {c},{d - 4}", text=t)
+        for i, ((a, b, c, d), t) in enumerate(zip(boxes, texts))
+    )
+    path.write_text(PAGE_XML.format(image=image, width=size[0], height=size[1], lines=lines), encoding="utf-8")
+
+
+def test_page_xml_gives_polygons_baselines_text_and_image(tmp_path):
+    write_page_xml(tmp_path / "p.xml", "p.png", (400, 300), [(10, 20, 200, 50), (12, 60, 180, 90)], ["one", "two"])
+    page = read_page(tmp_path / "p.xml")
+    assert (page.image, page.size) == ("p.png", (400, 300))
+    assert [line.text for line in page.lines] == ["one", "two"]
+    assert page.lines[0].box == (10, 20, 201, 51)
+    assert page.lines[1].baseline == [(12.0, 86.0), (180.0, 86.0)]
+
+
+def test_alto_joins_strings_and_falls_back_to_the_line_box(tmp_path):
+    (tmp_path / "a.xml").write_text(ALTO_XML, encoding="utf-8")
+    page = read_page(tmp_path / "a.xml")
+    assert (page.image, page.size) == ("scan.jpg", (800, 600))
+    assert [line.text for line in page.lines] == ["Dear Sir,", "yours"]
+    assert page.lines[0].baseline == [(10.0, 50.0), (300.0, 52.0)]
+    assert page.lines[1].box == (10, 80, 211, 111)  # no polygon: HPOS/VPOS/WIDTH/HEIGHT
+
+
+def test_kernels_are_the_middle_of_each_line_and_grow_back_to_its_box():
+    boxes = [(20, 10, 300, 40), (30, 44, 250, 80), (25, 90, 120, 110)]  # the first two nearly touch
+    polygons = [np.array([[a, b], [c, b], [c, d], [a, d]], np.float32) for a, b, c, d in boxes]
+    target = kernel_target((128, 320), polygons)
+    for _, b, _, d in boxes:  # only the middle of each line is marked, about 40% of its height
+        rows = np.flatnonzero(target[b:d, 100]) + b
+        assert rows.min() >= b + 0.25 * (d - b) and rows.max() <= d - 0.25 * (d - b)
+        assert 0.3 <= len(rows) / (d - b) <= 0.5
+    assert target[40:46, 100].sum() == 0  # the lines' kernels stay apart where the lines touch
+    found = boxes_from_kernels(target.astype(np.float32), scale=1.0)
+    assert len(found) == 3
+    assert all(box_iou(f, t) >= 0.8 for f, t in zip(found, boxes)), found
+
+
+def test_skewed_polygon_gives_a_slanted_kernel_and_one_box():
+    polygon = np.array([[10, 30], [300, 10], [300, 40], [10, 60]], np.float32)  # rises 20 px over the line
+    target = kernel_target((80, 320), [polygon])
+    (found,) = boxes_from_kernels(target.astype(np.float32), scale=2.0)
+    assert box_iou(found, (20, 20, 600, 120)) >= 0.8, found
+
+
+def test_network_input_is_shrunk_and_padded_and_the_output_is_half_size():
+    ink = np.random.default_rng(0).random((700, 1500), dtype=np.float32)
+    padded, factor = network_input(ink, side=512)
+    assert factor == pytest.approx(512 / 1500)
+    assert padded.shape == (256, 512) and padded[239:].max() == 0  # 700 * 512/1500 = 239 rows, then padding
+    logits = LineDetector(width=4).eval()(torch.from_numpy(padded)[None, None])
+    assert logits.shape == (1, 1, 256 // OUTPUT_STRIDE, 512 // OUTPUT_STRIDE)
+
+
+def test_matched_boxes_is_one_to_one():
+    truth = [(0, 0, 100, 20), (0, 30, 100, 50)]
+    assert matched_boxes([(0, 0, 100, 20), (2, 1, 100, 21)], truth) == 1  # two found for one line: one match
+    assert matched_boxes([(0, 0, 100, 50)], truth) == 0  # one box over both lines: IoU 0.4 with each
+
+
+def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_path, monkeypatch):
+    from htr import train_line_detector
+    from tests.conftest import write_parquet_dataset
+
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for k in range(3):
+        image, boxes = make_page(count=4, seed=k)
+        image.save(pages / f"page{k}.png")
+        write_page_xml(pages / f"page{k}.xml", f"page{k}.png", image.size, boxes, ["x"] * len(boxes))
+    dataset = write_parquet_dataset(tmp_path / "lines", n_train=16, n_val=2, n_test=2)
+    output = tmp_path / "finder.pt"
+    argv = ["htr.train_line_detector", "--pages", str(pages), "--composed", str(dataset), "--composed-pages", "3",
+            "--output", str(output), "--batch-size", "2", "--width", "4", "--validate-every", "2",
+            "--held-out", "0.2"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "4"])
+    train_line_detector.main()
+    finder = LineFinder(output)
+    assert finder.network.config == {"width": 4} and 0 < finder.threshold < 1
+    trained_on = torch.load(output, weights_only=True)["trained_on"]  # provenance: the pages that taught it
+    assert len(trained_on["pages"]) + sum(trained_on["composed_pages"].values()) == 5  # 6 pages, 1 held out
+    assert all(name.startswith("page") for name in trained_on["pages"])
+    state = torch.load(output.with_name("finder.last.pt"), weights_only=False)
+    assert state["step"] == 4 and len(state["history"]) == 2
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "6"])
+    train_line_detector.main()  # resumes from the last state and goes on to step 6
+    assert torch.load(output.with_name("finder.last.pt"), weights_only=False)["step"] == 6
+    ink = np.zeros((300, 400), np.float32)
+    assert all(len(b) == 4 for b in finder.boxes(ink))
+
+
+def test_reading_order_is_rows_top_to_bottom_then_left_to_right():
+    cells = [(300, 52, 400, 80), (0, 50, 100, 78), (150, 10, 250, 40), (0, 12, 100, 40), (150, 48, 250, 79)]
+    assert reading_order(cells) == [cells[3], cells[2], cells[1], cells[4], cells[0]]
+
+
+def test_parts_much_thinner_than_the_pages_lines_are_not_lines():
+    probability = np.zeros((120, 300), np.float32)
+    for top in (10, 40, 70):  # three lines of kernels 6 rows thick
+        probability[top : top + 6, 20:280] = 1
+    probability[25:28, 100:130] = 1  # a flourish's stroke between them: half as thick
+    found = boxes_from_kernels(probability, 1.0)
+    assert [(b[1] + b[3]) / 2 for b in found] == pytest.approx([13, 43, 73], abs=1)
