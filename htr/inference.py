@@ -86,6 +86,7 @@ class Recognizer:
             raise ValueError(f"line finder {line_finder}: no such file")
         self.line_finder_path = line_finder  # loaded with the first page (single lines never need it)
         self._line_finder = None
+        self._device = "cpu"  # the line finder's: the network's when PyTorch runs it
         self.network: Network
         if onnx is not None:  # ONNX Runtime runs the network on the CPU; greedy decoding then needs no PyTorch
             from htr.onnx_network import OnnxNetwork
@@ -102,7 +103,7 @@ class Recognizer:
             from htr.checkpoint import model_from_checkpoint, read_checkpoint
             from htr.runtime import TorchNetwork, resolve_device, resolve_precision
 
-            resolved = resolve_device(device)
+            resolved = self._device = resolve_device(device)
             state = read_checkpoint(checkpoint)
             model, self.alphabet = model_from_checkpoint(state, checkpoint, resolved)
             self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved), cpu_share)
@@ -114,7 +115,7 @@ class Recognizer:
             from htr.line_detector import LineFinder
 
             try:
-                self._line_finder = LineFinder(self.line_finder_path)
+                self._line_finder = LineFinder(self.line_finder_path, self._device)
             except Exception as error:  # a damaged or foreign file: one clear line, never a traceback
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise ValueError(f"line finder {self.line_finder_path}: cannot read it ({reason})") from None

@@ -257,6 +257,7 @@ def _without_fragments(lines: list[Line]) -> list[Line]:
 
 
 def page_lines(image: Image.Image, finder: LineFinder | None = None) -> list[Line]:
-    """The text lines of a page image, boxes in its pixels (what ``predict.py --segment always`` reads)."""
+    """The text lines of a page image, boxes in its pixels: with ``finder`` what ``predict.py --segment always``
+    reads by default, without it what it reads with ``--line-finder classical``."""
     gray = to_grayscale(image)
     return segment_page(gray, max(image.size) / max(gray.shape), finder=finder)
