@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--line-finder", default="auto", metavar="PATH|classical",
         help="how pages are split into lines: a trained line finder (htr.train_line_detector; auto: the shipped "
-        "line_finder.pt) or classical (ink profiles, htr.segment)",
+        "line_finder.pt, or classical with --onnx, which runs without PyTorch) or classical (ink profiles)",
     )  # fmt: skip
     parser.add_argument("--onnx", metavar="MODEL.onnx", help="run the network with onnxruntime (see htr.export)")
     add_decoder_arguments(parser, default="auto")

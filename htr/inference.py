@@ -74,14 +74,15 @@ class Recognizer:
     beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
     ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default);
     ``line_finder``: the trained line finder that splits pages into lines (``htr.line_detector``; auto: the shipped
-    ``line_finder.pt`` when present; None: the classical segmenter of ``htr.segment``)."""
+    ``line_finder.pt`` when present and the network runs in PyTorch; None: the classical segmenter of
+    ``htr.segment``)."""
 
     def __init__(
         self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
         cpu_share: CpuShare | None = None, line_finder: str | Path | None = "auto", **decoder_options,
     ) -> None:  # fmt: skip
-        if line_finder == "auto":
-            line_finder = DEFAULT_LINE_FINDER if DEFAULT_LINE_FINDER.is_file() else None
+        if line_finder == "auto":  # the finder runs in PyTorch, which an ONNX reader does without: classical there
+            line_finder = DEFAULT_LINE_FINDER if DEFAULT_LINE_FINDER.is_file() and onnx is None else None
         if line_finder is not None and not Path(line_finder).is_file():
             raise ValueError(f"line finder {line_finder}: no such file")
         self.line_finder_path = line_finder  # loaded with the first page (single lines never need it)
