@@ -4,7 +4,9 @@ The network sees the page's ink map (``htr.preprocess.ink_map``) shrunk to ``INP
 and predicts, at half that size, each line's *kernel*: the middle ``KERNEL_SHARE`` of its height, column by column,
 stopping ``END_SHARE`` line heights short of its ends (as text detectors such as PSENet/DBNet shrink their targets,
 so that touching lines stay apart). Each connected part of the thresholded map is one line; its box is the part's
-box grown back by what it lost.
+box grown back by what it lost. Parts much thinner or fainter than the page's lines are dropped, parts of one line
+split at a wide word gap joined, and a page whose letters would be smaller or larger than those the finder was
+trained on is scaled to fit them (`network_input`).
 Trained by ``python -m htr.train_line_detector`` on pages with line polygons (PAGE/ALTO) and composed pages.
 """
 
