@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from htr.metrics import matched_boxes  # noqa: E402
+from htr.page_xml import IMAGE_SUFFIXES  # noqa: E402
 
 MANIFEST = ROOT / "benchmarks" / "real_pages.json"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 Box = tuple[int, int, int, int]
 
 

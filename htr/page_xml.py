@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 Point = tuple[float, float]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")  # the page images such exports hold
 
 
 @dataclass

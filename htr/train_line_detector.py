@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from htr.checkpoint import atomic_save
 from htr.line_detector import (
     END_SHARE,
     INPUT_SIDE,
@@ -37,9 +38,9 @@ from htr.line_detector import (
     network_input,
 )
 from htr.metrics import matched_boxes
+from htr.page_xml import IMAGE_SUFFIXES
 
 CROP = 512
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 
 def _image_for(xml_path: Path, stated: str | None) -> Path | None:
@@ -62,10 +63,8 @@ def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarr
 
 
 def xml_pages(folders: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
-    from PIL import Image
-
     from htr.page_xml import read_page
-    from htr.preprocess import to_grayscale
+    from htr.preprocess import load_image, to_grayscale
 
     pages = []
     paths = sorted(p for folder in folders for p in Path(folder).rglob("*.xml"))
@@ -78,8 +77,7 @@ def xml_pages(folders: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, lis
         image_path = _image_for(xml_path, page.image)
         if image_path is None or not page.lines:
             continue
-        with Image.open(image_path) as image:
-            gray = to_grayscale(image.convert("L") if image.mode not in ("L", "I;16") else image)
+        gray = to_grayscale(load_image(image_path))
         width, height = page.size or (gray.shape[1], gray.shape[0])
         sx, sy = gray.shape[1] / width, gray.shape[0] / height
         polygons = [np.array(line.polygon, np.float32) * [sx, sy] for line in page.lines]
@@ -146,12 +144,6 @@ def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8)) 
                 sums[t][k] += v
     model.train()
     return {t: 2 * m / max(1, f + n) for t, (m, f, n) in sums.items()}
-
-
-def save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -235,11 +227,13 @@ def main() -> None:
             if f1 > best:
                 best = f1
                 geometry = {"input_side": INPUT_SIDE, "end_share": END_SHARE, "letter_range": letter_range}
-                save({"config": model.config, "model": model.state_dict(), "threshold": threshold, "geometry": geometry,
-                      "held_out_f1": f1, "step": step, "trained_on": trained_on}, output)  # fmt: skip
+                finder = {"config": model.config, "model": model.state_dict(), "threshold": threshold,
+                          "geometry": geometry, "held_out_f1": f1, "step": step, "trained_on": trained_on}  # fmt: skip
+                atomic_save(finder, output)
         if step % args.save_every == 0 or step == args.steps:
-            save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                  "step": step, "best": best, "history": history}, state_path)  # fmt: skip
+            last = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "step": step, "best": best, "history": history}  # fmt: skip
+            atomic_save(last, state_path)
     print(json.dumps(history, indent=1))
 
 
