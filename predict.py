@@ -2,10 +2,14 @@
 
     python predict.py examples/*.png
     python predict.py --format json scans/ "photos/**/*.jpg"
+    python predict.py --format page --output-dir transcriptions/ scans/   # PAGE XML for Transkribus/eScriptorium
 
 PATH is an image file, a folder (its images, sorted by name) or a glob pattern. Results are printed in
 input order on stdout; a page's lines are joined by newlines (text), " / " (tsv), or listed with their boxes
-(JSON "lines"). An input that cannot be read gets one line on stderr and the others still run.
+(JSON "lines"); JSON gives every line's words with their boxes and confidences. --format page (PAGE XML
+2019-07-15) or alto (ALTO 4.4) writes one XML file per image, IMAGE_STEM.xml beside it or in --output-dir,
+and prints "IMAGE -> XML (N lines)"; an existing file is kept unless --overwrite. An input that cannot be read
+gets one line on stderr and the others still run.
 Exit status: 0 when every image was read, 1 when some failed, 2 for usage errors or an unusable checkpoint.
 """
 
@@ -23,6 +27,7 @@ from htr.decoding_options import add_decoder_arguments, check_decoder_arguments,
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "handwriting_recognizer_best.pth"
 CHUNK = 256  # images prepared and read together
+XML_FORMATS = ("page", "alto")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,11 +39,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint (.pth)")
     parser.add_argument(
         "--format",
-        choices=["text", "json", "tsv"],
+        choices=["text", "json", "tsv", "page", "alto"],
         default="text",
-        help="text: one line per image; json: JSON Lines with path, text and confidence; "
-        "tsv: path<TAB>text<TAB>confidence",
+        help="text: one line per image; json: JSON Lines with path, text, confidence, lines and words; "
+        "tsv: path<TAB>text<TAB>confidence; page / alto: a PAGE XML / ALTO file per image",
     )
+    parser.add_argument("--output-dir", metavar="DIR", help="page / alto: write the XML files here (default: beside "
+                        "each image)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="page / alto: replace XML files that exist")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument(
@@ -60,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     check_decoder_arguments(parser, args)
+    if (args.output_dir or args.overwrite) and args.format not in XML_FORMATS:
+        parser.error("--output-dir and --overwrite go with --format page or alto")
     return args
 
 
@@ -88,17 +98,24 @@ def failure_reason(file: str, error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def emit(fmt: str, path: str, readings: list, boxes: list | None) -> None:
-    """Print the result for one image: its line readings, and their boxes when it was segmented."""
+def _words(layout) -> list[dict]:
+    return [{"text": w.text, "box": list(w.box), "confidence": w.confidence} for w in layout.words]
+
+
+def emit(fmt: str, path: str, readings: list, boxes: list | None, layouts: list | None = None) -> None:
+    """Print the result for one image: its line readings, their boxes when it was segmented, and (JSON) the
+    words of each line from ``layouts`` (``htr.positions.LineLayout``)."""
     text = "\n".join(r.text for r in readings)
     confidence = sum(r.confidence for r in readings) / len(readings)
     if fmt == "json":
         result = {"path": path, "text": text, "confidence": round(confidence, 4)}
         if boxes is not None:
             result["lines"] = [
-                {"text": r.text, "box": list(box), "confidence": round(r.confidence, 4)}
-                for r, box in zip(readings, boxes)
+                {"text": r.text, "box": list(box), "confidence": round(r.confidence, 4), "words": _words(layout)}
+                for r, box, layout in zip(readings, boxes, layouts)
             ]
+        else:
+            result["words"] = _words(layouts[0])
         print(json.dumps(result, ensure_ascii=False))
     elif fmt == "tsv":
         print(f"{path}\t{text.replace(chr(10), ' / ')}\t{confidence:.4f}")
@@ -106,25 +123,59 @@ def emit(fmt: str, path: str, readings: list, boxes: list | None) -> None:
         print(text)
 
 
-def read_chunk(recognizer, files: list[str], args: argparse.Namespace) -> bool:
-    """Read and print ``files`` (lines of all of them batched together by width); True when one failed."""
+def xml_target(file: str, args: argparse.Namespace) -> Path:
+    """Where the PAGE/ALTO file of image ``file`` goes."""
+    return Path(args.output_dir or Path(file).parent) / (Path(file).stem + ".xml")
+
+
+def write_xml(file: str, target: Path, prepared, layouts: list, fmt: str) -> None:
+    """Write the PAGE/ALTO file of one image atomically and print its one-line summary."""
+    from htr.atomic_file import atomic_write
+    from htr.page_export import WRITERS
+
+    data = WRITERS[fmt](Path(file).name, prepared.size, layouts)
+    atomic_write(target, lambda f: f.write(data))
+    print(f"{file} -> {target} ({len(layouts)} line{'s' if len(layouts) != 1 else ''})")
+
+
+def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: set[Path]) -> bool:
+    """Read and print (or write) ``files`` (lines of all of them batched together by width); True when one
+    failed. ``claimed``: XML files this run has written or will write (never two images to one file)."""
     from htr.preprocess import load_image
 
     failed = False
-    read_ok: list[tuple[str, list | None, int]] = []  # file, boxes of its lines (None: one line), line count
+    positions = args.format in ("json", *XML_FORMATS)
+    read_ok: list[tuple[str, object, Path | None]] = []  # file, its prepared lines, its XML file
     lines = []
     for file in files:
+        target = xml_target(file, args) if args.format in XML_FORMATS else None
+        if target is not None and (target in claimed or (target.exists() and not args.overwrite)):
+            why = "written for another image of this run" if target in claimed else "exists (--overwrite replaces it)"
+            print(f"{file}: not written: {target} {why}", file=sys.stderr)
+            failed = True
+            continue
         try:
-            found, boxes = recognizer.prepare_lines(load_image(file), args.segment)
+            prepared = recognizer.prepare_image(load_image(file), args.segment)
         except Exception as error:  # any decoding problem: name the file, go on with the others
             print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
             failed = True
             continue
-        lines.extend(found)
-        read_ok.append((file, boxes, len(found)))
-    readings = iter(recognizer.read_prepared(lines, args.batch_size))
-    for file, boxes, count in read_ok:
-        emit(args.format, file, [next(readings) for _ in range(count)], boxes)
+        if target is not None:
+            claimed.add(target)
+        lines.extend(prepared.lines)
+        read_ok.append((file, prepared, target))
+    readings = iter(recognizer.read_prepared(lines, args.batch_size, with_positions=positions))
+    for file, prepared, target in read_ok:
+        mine = [next(readings) for _ in prepared.lines]
+        layouts = recognizer.layouts(prepared, mine) if positions else None
+        if target is None:
+            emit(args.format, file, mine, prepared.boxes, layouts)
+            continue
+        try:
+            write_xml(file, target, prepared, layouts, args.format)
+        except OSError as error:
+            print(f"{file}: cannot write {target}: {failure_reason(str(target), error)}", file=sys.stderr)
+            failed = True
     sys.stdout.flush()
     return failed
 
@@ -153,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {reason}", file=sys.stderr)
             failed = True
         files.extend(found)
+    claimed: set[Path] = set()
     for start in range(0, len(files), CHUNK):  # a chunk at a time: memory stays bounded on big folders
-        failed |= read_chunk(recognizer, files[start : start + CHUNK], args)
+        failed |= read_chunk(recognizer, files[start : start + CHUNK], args, claimed)
     return 1 if failed else 0
 
 

@@ -7,9 +7,7 @@ A model checkpoint is a plain dict that ``torch.load(path, weights_only=True)`` 
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 
 from htr import __version__
 from htr.alphabet import Alphabet
+from htr.atomic_file import atomic_write
 from htr.model import CRNN, ModelConfig
 
 FORMAT_VERSION = 1
@@ -27,27 +26,9 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or not one of ours."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def model_checkpoint(model: CRNN, alphabet: Alphabet, metrics: dict | None = None, lm=None) -> dict:

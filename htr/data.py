@@ -1,15 +1,18 @@
 """Loading IAM-style line datasets into train/validation/test splits of (image, text).
 
 Sources (`load_splits`): a Hugging Face hub id (default ``Teklia/IAM-line``), a ``save_to_disk`` folder,
-parquet file(s) or a folder of them, IAM's official layout (``ascii/lines.txt`` + ``lines/**.png``), or a
-folder of images with ``labels.tsv`` (``file<TAB>text``). Every split comes back as a `datasets.Dataset`
-with an undecoded ``image`` column (bytes or path) and a ``text`` column.
+parquet file(s) or a folder of them, IAM's official layout (``ascii/lines.txt`` + ``lines/**.png``), a
+folder of images with ``labels.tsv`` (``file<TAB>text``), or a folder of PAGE XML / ALTO files and their page
+images (Transkribus, eScriptorium, kraken exports: each text line cut out by its polygon). Every split comes
+back as a `datasets.Dataset` with an undecoded ``image`` column (bytes or path) and a ``text`` column.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +78,63 @@ def _load_tsv_folder(root: Path) -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": _from_files(paths, texts, paths)})
 
 
+def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict | None:
+    """PAGE XML / ALTO files and their images (`htr.page_xml.find_image`): each text line with text becomes a
+    sample, cut out by its polygon (`htr.page_xml.cut_line`), grouped by page (a page is never split between
+    train and validation). Lines without text are skipped and counted; an XML file that cannot be read or whose
+    image is missing or broken is skipped with a warning naming it. None when no file is PAGE or ALTO."""
+    from htr.page_xml import NotLayoutFile, cut_line, find_image, read_page
+    from htr.preprocess import to_grayscale
+
+    images, texts, groups = [], [], []
+    layout_files = pages = without_text = 0
+    for xml_path in tqdm(files, desc=f"cutting lines from {root.name}", leave=False):
+        try:
+            page = read_page(xml_path)
+        except NotLayoutFile:  # METS, Transkribus' metadata.xml, ...
+            continue
+        except (ET.ParseError, ValueError, OSError) as error:
+            log.warning("%s: cannot read it (%s); skipped", xml_path, str(error).splitlines()[0])
+            layout_files += 1
+            continue
+        layout_files += 1
+        lines = [line for line in page.lines if normalize_text(line.text)]
+        without_text += len(page.lines) - len(lines)
+        if not lines:
+            continue
+        image_path = find_image(xml_path, page.image)
+        if image_path is None:
+            log.warning("%s: its image %s was not found beside it or in a sibling folder; skipped", xml_path,
+                        page.image or f"{xml_path.stem}.*")  # fmt: skip
+            continue
+        try:
+            gray = to_grayscale(load_image(image_path))
+        except Exception as error:  # noqa: BLE001 - any decoding problem: name the file, load the others
+            log.warning("%s: cannot read its image %s (%s); skipped", xml_path, image_path, error)
+            continue
+        width, height = page.size or (gray.shape[1], gray.shape[0])  # coordinates are in the stated size
+        sx, sy = gray.shape[1] / max(1, width), gray.shape[0] / max(1, height)
+        for line in lines:
+            crop = cut_line(gray, [(x * sx, y * sy) for x, y in line.polygon])
+            if crop is None:
+                without_text += 1
+                continue
+            buffer = io.BytesIO()
+            Image.fromarray(crop).save(buffer, format="PNG")
+            images.append({"bytes": buffer.getvalue(), "path": None})
+            texts.append(line.text)
+            groups.append(str(xml_path.relative_to(root)))
+        pages += 1
+    if not layout_files:
+        return None
+    log.info("%s: %d lines from %d pages (%d lines without text or outside the image skipped)", root,
+             len(texts), pages, without_text)  # fmt: skip
+    if not texts:
+        raise DatasetSourceError(f"{root}: none of its PAGE/ALTO files has a line with text and a readable image")
+    table = datasets.Dataset.from_dict({"image": images, "text": texts, "group": groups})
+    return datasets.DatasetDict({"train": table.cast_column("image", datasets.Image(decode=False))})
+
+
 def _split_name(path: Path) -> str:
     """'train-00000-of-00001.parquet' -> 'train'; unknown names count as train."""
     stem = path.stem.lower()
@@ -118,9 +178,12 @@ def load_source(source: str, iam_keep_err: bool = False) -> datasets.DatasetDict
         parquet = list(path.rglob("*.parquet"))
         if parquet:
             return _load_parquet(parquet)
+        layout = _load_layout_folder(path, sorted(path.rglob("*.xml")))
+        if layout is not None:
+            return layout
         raise DatasetSourceError(
             f"{path} holds no dataset: expected dataset_dict.json (save_to_disk), *.parquet, "
-            "ascii/lines.txt + lines/ (IAM), or labels.tsv"
+            "ascii/lines.txt + lines/ (IAM), labels.tsv, or PAGE XML / ALTO files with their images"
         )
     if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise DatasetSourceError(f"{source}: no such dataset file or folder")

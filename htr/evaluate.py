@@ -3,7 +3,9 @@
     python -m htr.evaluate --checkpoint handwriting_recognizer_best.pth \\
         --dataset Teklia/IAM-line --split test --decoder beam --output results.tsv
 
-Also reports the error rates of the less and the more confident half of the lines.
+A dataset without splits of its own (a folder of PAGE XML / ALTO files, of images with ``labels.tsv``, or IAM's
+layout) is scored whole unless ``--split validation`` asks for the part ``htr.train`` holds out of it (10%, by
+page or writer, seed 0). Also reports the error rates of the less and the more confident half of the lines.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def write_lines(path: str, references: list[str], readings: list[Reading]) -> No
 
 def main(argv: list[str] | None = None) -> int:
     from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
-    from htr.data import DEFAULT_DATASET, DatasetSourceError, load_splits
+    from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits
     from htr.decode import make_decoder
     from htr.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
     from htr.runtime import resolve_device, resolve_precision
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m htr.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth", help="model checkpoint")
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="hub id or local path (see htr.data)")
-    parser.add_argument("--split", default="test", help="train, validation or test")
+    parser.add_argument("--split", default="test", help="train, validation or test (see above for datasets without)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
@@ -95,12 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = read_checkpoint(args.checkpoint)
         model, alphabet = model_from_checkpoint(checkpoint, args.checkpoint, device)
         decoder = make_decoder(checkpoint, **decoder_options(args))
-        splits = load_splits(args.dataset)
-        if args.split not in splits:
+        splits, split_name, label = load_splits(args.dataset, carve=False), args.split, args.split
+        if split_name not in splits and set(splits) == {"train"}:  # no splits of its own
+            if split_name == "validation":
+                splits["validation"] = carve_validation(splits["train"], 0.1, 0)[1]  # what htr.train holds out
+            else:
+                split_name, label = "train", "all lines (the dataset has no splits)"
+        if split_name not in splits:
             raise DatasetSourceError(f"{args.dataset} has no '{args.split}' split (has {sorted(splits)})")
         dataset = LineDataset(
-            splits[args.split], alphabet, model.config.height,
-            model.output_length, args.split,
+            splits[split_name], alphabet, model.config.height,
+            model.output_length, split_name,
             limit=args.limit or None, for_training=False,
         )  # fmt: skip
     except (CheckpointError, DatasetSourceError, ValueError, OSError) as error:
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rates = error_rates(dataset.texts, [r.text for r in readings])
     print(
-        f"{args.split}: {len(dataset)} lines ({decoder.describe()})  "
+        f"{label}: {len(dataset)} lines ({decoder.describe()})  "
         f"CER {100 * rates['cer']:.2f}%  WER {100 * rates['wer']:.2f}%"
     )
     halves = confidence_halves(dataset.texts, readings)

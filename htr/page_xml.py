@@ -1,8 +1,10 @@
 """Reading the text lines of PAGE XML and ALTO files (Transkribus, eScriptorium, kraken, OCR-D exports).
 
-`read_page` returns the page's image file name and size and, per text line, its polygon, baseline and text
-(PAGE: ``TextEquiv/Unicode`` of the line; ALTO: its ``String@CONTENT`` joined with spaces). A line without a
-polygon gets its ALTO box (``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one.
+`read_page` returns the page's image file name and size and, per text line in reading order (PAGE: regions in
+the order of its ``ReadingOrder`` when it has one, else as written; lines as written), its polygon, baseline
+and text (PAGE: ``TextEquiv/Unicode`` of the line; ALTO: its ``String@CONTENT`` joined with spaces). A line
+without a polygon gets its ALTO box (``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. `find_image` finds the
+page's image the way those exports lay them out; `cut_line` cuts a line out of it for training.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 Point = tuple[float, float]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")  # the page images such exports hold
@@ -62,12 +66,13 @@ def _read_alto(root: ET.Element) -> PageFile:
         elif name == "Page" and element.get("WIDTH"):
             size = (int(float(element.get("WIDTH"))), int(float(element.get("HEIGHT"))))
         elif name == "TextLine":
-            shape = next((e for e in element.iter() if _local(e.tag) == "Polygon"), None)
+            shapes = [e for e in element if _local(e.tag) == "Shape"]  # the line's own, not its words'
+            shape = next((e for s in shapes for e in s if _local(e.tag) == "Polygon"), None)
             polygon = _alto_points(shape.get("POINTS")) if shape is not None else []
             if len(polygon) < 3 and element.get("WIDTH"):
                 x, y = float(element.get("HPOS")), float(element.get("VPOS"))
-                w, h = float(element.get("WIDTH")), float(element.get("HEIGHT"))
-                polygon = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+                right, bottom = x + float(element.get("WIDTH")) - 1, y + float(element.get("HEIGHT")) - 1
+                polygon = [(x, y), (right, y), (right, bottom), (x, bottom)]
             if len(polygon) < 3:
                 continue
             words = [e.get("CONTENT", "") for e in element if _local(e.tag) == "String"]
@@ -76,31 +81,84 @@ def _read_alto(root: ET.Element) -> PageFile:
     return PageFile(image, size, lines)
 
 
+def _region_order(page: ET.Element) -> dict[str, int]:
+    """Region id -> position in the page's ``ReadingOrder`` (nested groups flattened in document order)."""
+    order = next((e for e in page if _local(e.tag) == "ReadingOrder"), None)
+    if order is None:
+        return {}
+    refs = [e for e in order.iter() if _local(e.tag) in ("RegionRefIndexed", "RegionRef")]
+    refs.sort(key=lambda e: int(e.get("index", 0)) if _local(e.tag) == "RegionRefIndexed" else 0)
+    return {e.get("regionRef"): k for k, e in enumerate(refs)}
+
+
+def _page_line(element: ET.Element) -> TextLine | None:
+    children = {_local(e.tag): e for e in element}
+    coords = children.get("Coords")
+    polygon = _page_points(coords.get("points")) if coords is not None else []
+    if len(polygon) < 3:
+        return None
+    baseline = children.get("Baseline")
+    unicode = None
+    if "TextEquiv" in children:
+        unicode = next((e for e in children["TextEquiv"] if _local(e.tag) == "Unicode"), None)
+    text = (unicode.text or "") if unicode is not None else ""
+    return TextLine(polygon, _page_points(baseline.get("points")) if baseline is not None else [], text.strip())
+
+
 def _read_page(root: ET.Element) -> PageFile:
-    image, size, lines = None, None, []
-    for element in root.iter():
-        name = _local(element.tag)
-        if name == "Page":
-            image = element.get("imageFilename")
-            if element.get("imageWidth"):
-                size = (int(element.get("imageWidth")), int(element.get("imageHeight")))
-        elif name == "TextLine":
-            children = {_local(e.tag): e for e in element}
-            coords = children.get("Coords")
-            polygon = _page_points(coords.get("points")) if coords is not None else []
-            if len(polygon) < 3:
-                continue
-            baseline = children.get("Baseline")
-            unicode = None
-            if "TextEquiv" in children:
-                unicode = next((e for e in children["TextEquiv"] if _local(e.tag) == "Unicode"), None)
-            text = (unicode.text or "") if unicode is not None else ""
-            lines.append(TextLine(polygon, _page_points(baseline.get("points")) if baseline is not None else [],
-                                  text.strip()))  # fmt: skip
-    return PageFile(image, size, lines)
+    page = next((e for e in root.iter() if _local(e.tag) == "Page"), None)
+    if page is None:
+        return PageFile(None, None, [])
+    size = (int(page.get("imageWidth")), int(page.get("imageHeight"))) if page.get("imageWidth") else None
+    order = _region_order(page)
+    regions = [e for e in page.iter() if _local(e.tag) == "TextRegion"]
+    ranked = sorted(range(len(regions)), key=lambda k: (order.get(regions[k].get("id"), len(order)), k))
+    lines = []
+    for k in ranked:  # a region's own lines (not those of regions nested in it, which come on their own)
+        lines += [line for e in regions[k] if _local(e.tag) == "TextLine" and (line := _page_line(e))]
+    return PageFile(page.get("imageFilename"), size, lines)
 
 
 def read_page(path: str | Path) -> PageFile:
-    """The text lines of a PAGE XML or ALTO file (told apart by the root element)."""
+    """The text lines of a PAGE XML or ALTO file (told apart by the root element). Raises ``NotLayoutFile``
+    for other XML (a METS file, Transkribus' ``metadata.xml``) and ``xml.etree.ElementTree.ParseError`` for
+    broken XML."""
     root = ET.parse(path).getroot()
-    return _read_alto(root) if _local(root.tag) == "alto" else _read_page(root)
+    kind = _local(root.tag)
+    if kind not in ("alto", "PcGts"):
+        raise NotLayoutFile(f"{path}: <{kind}> is neither PAGE XML (PcGts) nor ALTO")
+    return _read_alto(root) if kind == "alto" else _read_page(root)
+
+
+class NotLayoutFile(ValueError):
+    """An XML file that is neither PAGE nor ALTO."""
+
+
+def find_image(xml_path: str | Path, stated: str | None) -> Path | None:
+    """The image a PAGE/ALTO file describes: the file it names (by its base name, which may be a path or URL)
+    beside the XML, in the folder above (Transkribus puts the XML in ``page/``) or in a sibling folder of the
+    XML's (``images/`` next to ``alto/``); else an image with the XML's stem beside it or above it."""
+    xml_path = Path(xml_path)
+    folders = [xml_path.parent, xml_path.parent.parent]
+    folders += sorted(p for p in xml_path.parent.parent.iterdir() if p.is_dir() and p != xml_path.parent)
+    names = [Path(stated.replace("\\", "/").rsplit("/", 1)[-1]).name] if stated else []
+    candidates = [folder / name for name in names for folder in folders]
+    candidates += [folder / (xml_path.stem + s) for folder in folders[:2] for s in IMAGE_SUFFIXES]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def cut_line(gray: np.ndarray, polygon: list[Point]) -> np.ndarray | None:
+    """The box around ``polygon`` (image pixels) cut out of a grey page, outside the polygon painted with the
+    paper's grey (the 90th percentile of the box: ink is the darker minority); None when the box is empty."""
+    import cv2
+
+    points = np.round(np.array(polygon, dtype=np.float64)).astype(np.int32)
+    left, top = np.maximum(points.min(axis=0), 0)
+    right, bottom = np.minimum(points.max(axis=0) + 1, [gray.shape[1], gray.shape[0]])
+    if right <= left or bottom <= top:
+        return None
+    crop = gray[top:bottom, left:right].copy()
+    mask = np.zeros(crop.shape, dtype=np.uint8)
+    cv2.fillPoly(mask, [points - [left, top]], 1)
+    crop[mask == 0] = int(np.percentile(crop, 90))
+    return crop

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,12 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     gray = _grayscale(ImageOps.exif_transpose(image))
     factor = int(np.ceil(np.sqrt(gray.size / WORK_PIXELS)))
     return np.asarray(Image.fromarray(gray).reduce(factor)) if factor > 1 else gray
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of ``image`` turned as its EXIF orientation says (what `to_grayscale` works on)."""
+    turned = image.getexif().get(0x0112) in (5, 6, 7, 8)  # orientations that swap width and height
+    return (image.height, image.width) if turned else image.size
 
 
 def _grayscale(image: Image.Image) -> np.ndarray:
@@ -126,16 +133,41 @@ def flatten_paper(values: np.ndarray) -> np.ndarray:
     return values / background * float(np.median(_sample(background)))
 
 
-def crop_to_ink(ink: np.ndarray, threshold: float = INK_THRESHOLD, margin: float = 0.08) -> np.ndarray:
-    """Crop to the bounding box of pixels above ``threshold``, plus ``margin`` × box height on each side."""
+@dataclass(frozen=True)
+class Placement:
+    """Where a preprocessed line lies in the image it was cut from: input pixel (x, y) is image pixel
+    (x0 + x * sx, y0 + y * sy)."""
+
+    x0: float = 0.0
+    y0: float = 0.0
+    sx: float = 1.0
+    sy: float = 1.0
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        return self.x0 + x * self.sx, self.y0 + y * self.sy
+
+    def box(self, left: float, top: float, right: float, bottom: float) -> tuple[int, int, int, int]:
+        """A box (left, top, right, bottom; right/bottom exclusive) in image pixels, rounded outwards."""
+        (a, b), (c, d) = self.point(left, top), self.point(right, bottom)
+        return int(np.floor(a)), int(np.floor(b)), int(np.ceil(c)), int(np.ceil(d))
+
+    def within(self, outer: Placement) -> Placement:
+        """This placement seen through ``outer`` (this one's image is ``outer``'s input)."""
+        return Placement(outer.x0 + self.x0 * outer.sx, outer.y0 + self.y0 * outer.sy,
+                         self.sx * outer.sx, self.sy * outer.sy)  # fmt: skip
+
+
+def ink_bounds(ink: np.ndarray, threshold: float = INK_THRESHOLD, margin: float = 0.08) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) around the pixels above ``threshold``, plus ``margin`` × their height on each
+    side (clipped to the image); the whole image when it has no ink."""
     rows = np.flatnonzero((ink > threshold).any(axis=1))
     cols = np.flatnonzero((ink > threshold).any(axis=0))
     if rows.size == 0:
-        return ink
+        return 0, 0, ink.shape[1], ink.shape[0]
     pad = int(margin * (rows[-1] - rows[0] + 1)) + 1
     top, bottom = max(0, rows[0] - pad), min(ink.shape[0], rows[-1] + pad + 1)
     left, right = max(0, cols[0] - pad), min(ink.shape[1], cols[-1] + pad + 1)
-    return ink[top:bottom, left:right]
+    return int(left), int(top), int(right), int(bottom)
 
 
 def scaled_width(width: int, height: int, target_height: int, max_width: int | None = None) -> int:
@@ -158,10 +190,17 @@ def preprocess(image: Image.Image, height: int) -> torch.Tensor:
 
 def line_array(ink: np.ndarray, height: int) -> np.ndarray:
     """An ink map (paper 0, ink 1) of one line -> cropped to the ink and scaled to a (1, height, W) float32 array."""
-    ink = crop_to_ink(ink)
+    return placed_line_array(ink, height)[0]
+
+
+def placed_line_array(ink: np.ndarray, height: int) -> tuple[np.ndarray, Placement]:
+    """`line_array`, and where its pixels lie in ``ink`` (for word positions)."""
+    left, top, right, bottom = ink_bounds(ink)
+    ink = ink[top:bottom, left:right]
     width = scaled_width(ink.shape[1], ink.shape[0], height, MAX_ASPECT * height)
     resized = Image.fromarray(np.ascontiguousarray(ink)).resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)[None]
+    placement = Placement(left, top, ink.shape[1] / width, ink.shape[0] / height)
+    return np.asarray(resized, dtype=np.float32).clip(0.0, 1.0)[None], placement
 
 
 def has_ink(line: np.ndarray | torch.Tensor) -> bool:

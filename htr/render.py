@@ -151,6 +151,20 @@ def font_coverage(path: str, chars: str) -> frozenset[str]:
 def render_text(text: str, font_path: str | Path, rng: np.random.Generator, height: int = 80) -> Image.Image:
     """``text`` in the font at ``font_path``, word by word with random spacing and baseline jitter,
     slanted and rotated a little, on paper with `scan_finish`; about ``height`` px high."""
+    return _render_text(text, font_path, rng, height, with_words=False)[0]
+
+
+def render_text_with_words(
+    text: str, font_path: str | Path, rng: np.random.Generator, height: int = 80
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """`render_text` (the same image for the same ``rng`` state) and the box (left, top, right, bottom) of each
+    word's ink in it, for testing word positions."""
+    return _render_text(text, font_path, rng, height, with_words=True)
+
+
+def _render_text(
+    text: str, font_path: str | Path, rng: np.random.Generator, height: int, with_words: bool
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     reference = _font(str(font_path), 100)
     left, top, right, bottom = reference.getbbox(text or "x", anchor="ls")
     size = 100 * height * rng.uniform(0.6, 0.8) / max(bottom - top, 1)  # ink height, whatever the font's em
@@ -162,20 +176,28 @@ def render_text(text: str, font_path: str | Path, rng: np.random.Generator, heig
     jitter = 0.04 * (ascent + descent)
     width = int(sum(font.getlength(w) for w in words) + 2 * space * len(words) + 2 * height)
     canvas = Image.new("L", (width, int(2 * (ascent + descent))), paper)
+    masks = [Image.new("L", canvas.size, 0) for _ in words] if with_words else []  # each word's ink alone
     draw = ImageDraw.Draw(canvas)
     x, baseline = 0.5 * height, 0.5 * (ascent + descent) + ascent
-    for word in words:
-        draw.text((x, baseline + rng.normal(0, jitter)), word, font=font, fill=ink, anchor="ls")
+    for k, word in enumerate(words):
+        position = (x, baseline + rng.normal(0, jitter))
+        draw.text(position, word, font=font, fill=ink, anchor="ls")
+        if masks:
+            ImageDraw.Draw(masks[k]).text(position, word, font=font, fill=255, anchor="ls")
         x += font.getlength(word) + space * rng.uniform(0.7, 1.6)
-    canvas = canvas.crop((0, 0, int(x + 0.5 * height), canvas.height))
-    slant = rng.normal(0.1, 0.15)
-    canvas = canvas.transform(
-        (canvas.width + int(abs(slant) * canvas.height), canvas.height), Image.Transform.AFFINE,
-        (1, slant, -abs(slant) * canvas.height if slant > 0 else 0, 0, 1, 0),
-        resample=Image.Resampling.BILINEAR, fillcolor=paper,
-    )  # fmt: skip
-    canvas = canvas.rotate(rng.normal(0, 1.0), resample=Image.Resampling.BILINEAR, expand=True, fillcolor=paper)
-    return scan_finish(canvas, rng)
+    slant, angle = rng.normal(0.1, 0.15), rng.normal(0, 1.0)
+
+    def shape(image: Image.Image, fill: int) -> Image.Image:
+        image = image.crop((0, 0, int(x + 0.5 * height), image.height))
+        image = image.transform(
+            (image.width + int(abs(slant) * image.height), image.height), Image.Transform.AFFINE,
+            (1, slant, -abs(slant) * image.height if slant > 0 else 0, 0, 1, 0),
+            resample=Image.Resampling.BILINEAR, fillcolor=fill,
+        )  # fmt: skip
+        return image.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
+
+    boxes = [shape(mask, 0).point(lambda v: 255 if v > 127 else 0).getbbox() or (0, 0, 0, 0) for mask in masks]
+    return scan_finish(shape(canvas, paper), rng), boxes
 
 
 def compose_page(

@@ -38,15 +38,8 @@ from htr.line_detector import (
     network_input,
 )
 from htr.metrics import matched_boxes
-from htr.page_xml import IMAGE_SUFFIXES
 
 CROP = 512
-
-
-def _image_for(xml_path: Path, stated: str | None) -> Path | None:
-    candidates = [xml_path.parent / Path(stated).name] if stated else []
-    candidates += [xml_path.with_suffix(s) for s in IMAGE_SUFFIXES]
-    return next((c for c in candidates if c.is_file()), None)
 
 
 def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list]:
@@ -63,7 +56,7 @@ def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarr
 
 
 def xml_pages(folders: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
-    from htr.page_xml import read_page
+    from htr.page_xml import find_image, read_page
     from htr.preprocess import load_image, to_grayscale
 
     pages = []
@@ -74,10 +67,14 @@ def xml_pages(folders: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, lis
         except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
             print(f"skipped {xml_path}: {error}")
             continue
-        image_path = _image_for(xml_path, page.image)
+        image_path = find_image(xml_path, page.image)
         if image_path is None or not page.lines:
             continue
-        gray = to_grayscale(load_image(image_path))
+        try:
+            gray = to_grayscale(load_image(image_path))
+        except Exception as error:  # noqa: BLE001 - a broken image must not stop the others
+            print(f"skipped {xml_path}: cannot read {image_path.name} ({error})")
+            continue
         width, height = page.size or (gray.shape[1], gray.shape[0])
         sx, sy = gray.shape[1] / width, gray.shape[0] / height
         polygons = [np.array(line.polygon, np.float32) * [sx, sy] for line in page.lines]

@@ -74,7 +74,7 @@ def test_alto_joins_strings_and_falls_back_to_the_line_box(tmp_path):
     assert (page.image, page.size) == ("scan.jpg", (800, 600))
     assert [line.text for line in page.lines] == ["Dear Sir,", "yours"]
     assert page.lines[0].baseline == [(10.0, 50.0), (300.0, 52.0)]
-    assert page.lines[1].box == (10, 80, 211, 111)  # no polygon: HPOS/VPOS/WIDTH/HEIGHT
+    assert page.lines[1].box == (10, 80, 210, 110)  # no polygon: HPOS/VPOS/WIDTH/HEIGHT (WIDTH 200 from 10)
 
 
 def test_kernels_are_the_middle_of_each_line_and_grow_back_to_its_box():

@@ -1,0 +1,307 @@
+"""The field's formats: word positions, PAGE XML / ALTO written by predict.py and read back as datasets."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from htr.alphabet import BLANK, Alphabet
+from htr.positions import align, estimate_baseline
+from tests.conftest import render_line
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "tests" / "schemas"
+PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
+ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"
+
+
+def predict(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "predict.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def schemas():
+    xmlschema = pytest.importorskip("xmlschema")
+    return {
+        "page": xmlschema.XMLSchema(str(SCHEMAS / "page-2019-07-15.xsd")),
+        "alto": xmlschema.XMLSchema(str(SCHEMAS / "alto-4-4.xsd"),  # its xlink import, from the project's copy
+                                    locations={"http://www.w3.org/1999/xlink": str(SCHEMAS / "xlink.xsd")}),
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def handwritten_page(tmp_path_factory) -> tuple[Path, list]:
+    """A page of four lines in the bundled handwriting fonts, and their boxes."""
+    from htr.render import compose_page
+    from tests.test_page_ink import handwritten_lines
+
+    page, boxes = compose_page(handwritten_lines(4, 5), np.random.default_rng(5), gap=(25, 35), margin=40)
+    path = tmp_path_factory.mktemp("page") / "letter.png"
+    page.save(path)
+    return path, boxes
+
+
+# word positions
+
+
+def test_alignment_of_the_greedy_text_is_the_best_path():
+    rng = np.random.default_rng(0)
+    log_probs = np.log(rng.dirichlet(np.ones(6) * 0.3, size=(50, 3))).astype(np.float32)  # (T, B, C)
+    lengths = [50, 41, 30]
+    best = log_probs.argmax(axis=-1)
+    paths = []
+    for b, n in enumerate(lengths):
+        frames = best[:n, b]
+        paths.append([int(c) for i, c in enumerate(frames) if c != BLANK and (i == 0 or c != frames[i - 1])])
+    alphabet = Alphabet("abcde")
+    for b, (n, spans) in enumerate(zip(lengths, align(log_probs, lengths, paths, alphabet))):
+        labelled = np.zeros(n, dtype=np.int64)  # the alignment as a frame path: blank unless a label holds it
+        for span, label in zip(spans, paths[b]):
+            labelled[span.start : span.end] = label
+            assert span.char == alphabet.chars[label - 1] and 0 < span.probability <= 1
+        score = log_probs[np.arange(n), b, labelled].sum()
+        assert score == pytest.approx(log_probs[:n, b].max(axis=-1).sum(), abs=1e-4)  # as good as the best path
+
+
+def test_alignment_of_another_text_keeps_order_and_refuses_what_cannot_fit():
+    rng = np.random.default_rng(1)
+    log_probs = np.log(rng.dirichlet(np.ones(4), size=(12, 2))).astype(np.float32)
+    text = [1, 1, 2, 3]  # a doubled letter needs a blank between its two frames
+    spans, impossible = align(log_probs, [12, 4], [text, [1, 1, 2, 3]], Alphabet("abc"))
+    assert [s.char for s in spans] == ["a", "a", "b", "c"]
+    assert all(a.end <= b.start for a, b in zip(spans, spans[1:])) and spans[-1].end <= 12
+    assert spans[1].start > spans[0].end  # a blank frame between the two a's
+    assert impossible is None  # five frames needed, four given
+
+
+def test_baseline_of_drawn_text():
+    from PIL import ImageFont
+
+    font = ImageFont.truetype(str(ROOT / "htr" / "fonts" / "kalam.woff"), 48)
+    image = Image.new("L", (900, 110), 0)
+    ImageDraw.Draw(image).text((20, 70), "Mighty oaks grow from acorns, you know", font=font, fill=255, anchor="ls")
+    x0, y0, x1, y1 = estimate_baseline(np.asarray(image) > 127)
+    assert abs(y0 - 70) <= 3 and abs(y1 - 70) <= 3 and x1 - x0 > 600
+
+
+def test_word_boxes_of_rendered_lines_overlap_the_true_ones():
+    """The shipped model on lines drawn in the bundled fonts, whose words' ink boxes are known."""
+    from htr.inference import Recognizer
+    from htr.metrics import box_iou
+    from htr.render import list_fonts, render_text_with_words
+
+    recognizer = Recognizer(ROOT / "handwriting_recognizer_best.pth", "cpu", decoder="greedy")
+    rng = np.random.default_rng(2)
+    fonts = list_fonts()
+    texts = ["the quick brown fox jumps over", "she wrote a long letter to him", "meet me at the station at noon"]
+    best = []
+    for k in range(12):
+        image, truth = render_text_with_words(texts[k % 3], fonts[(5 * k) % len(fonts)], rng, height=70)
+        canvas = Image.new("L", (image.width + 100, image.height + 70), int(np.median(np.asarray(image))))
+        canvas.paste(image, (60, 40))  # off the origin: boxes must come back in the image's pixels
+        prepared = recognizer.prepare_image(canvas, "never")
+        (layout,) = recognizer.layouts(prepared, recognizer.read_prepared(prepared.lines, with_positions=True))
+        assert all(0 <= w.confidence <= 1 for w in layout.words)
+        shifted = [(a + 60, b + 40, c + 60, d + 40) for a, b, c, d in truth]
+        best += [max((box_iou(t, w.box) for w in layout.words), default=0.0) for t in shifted]
+    assert np.mean(np.array(best) >= 0.5) >= 0.85  # measured 96% over 150 lines (benchmarks/word_boxes.py)
+
+
+def test_json_has_every_lines_words(handwritten_page):
+    path, boxes = handwritten_page
+    result = predict("--format", "json", "--decoder", "greedy", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = json.loads(result.stdout)["lines"]
+    assert len(lines) == len(boxes)
+    for line in lines:
+        assert " ".join(w["text"] for w in line["words"]) == line["text"]
+        left, top, right, bottom = line["box"]
+        for word in line["words"]:  # inside its line (a pixel of slack for rounding)
+            a, b, c, d = word["box"]
+            assert left - 1 <= a < c <= right + 1 and top - 1 <= b < d <= bottom + 1
+
+
+# PAGE XML and ALTO out
+
+
+@pytest.mark.parametrize("fmt", ["page", "alto"])
+def test_xml_output_validates_against_the_official_schema(fmt, schemas, handwritten_page, tmp_path):
+    from htr.page_xml import read_page
+
+    page_path, boxes = handwritten_page
+    render_line("a single line here").save(tmp_path / "single.png")
+    result = predict(
+        "--format", fmt, "--output-dir", str(tmp_path / "out"), str(page_path), str(tmp_path / "single.png")
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"{page_path} -> {tmp_path / 'out' / 'letter.xml'} ({len(boxes)} lines)",
+        f"{tmp_path / 'single.png'} -> {tmp_path / 'out' / 'single.xml'} (1 line)",
+    ]
+    for name, image, count in (("letter", page_path, len(boxes)), ("single", tmp_path / "single.png", 1)):
+        xml = tmp_path / "out" / f"{name}.xml"
+        schemas[fmt].validate(str(xml))  # raises on any violation
+        page = read_page(xml)
+        assert page.image == image.name and page.size == Image.open(image).size and len(page.lines) == count
+        assert all(line.text and len(line.baseline) == 2 for line in page.lines)
+    text = (tmp_path / "out" / "letter.xml").read_text(encoding="utf-8")
+    assert text.count("<Word " if fmt == "page" else "<String ") >= 4 * len(boxes) - 2  # 4 or more words a line
+
+
+def test_xml_files_are_never_overwritten_unless_asked(handwritten_page, tmp_path):
+    page_path, _ = handwritten_page
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    render_line("same stem").save(other / "letter.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "letter.xml").write_text("mine")
+    result = predict("--format", "page", "--output-dir", str(out), str(page_path))
+    assert result.returncode == 1 and "exists (--overwrite replaces it)" in result.stderr
+    assert (out / "letter.xml").read_text() == "mine"
+    result = predict(
+        "--format", "alto", "--output-dir", str(out), "--overwrite", str(page_path), str(other / "letter.png")
+    )
+    assert result.returncode == 1 and len(result.stdout.splitlines()) == 1  # the first one written, the second not
+    assert "written for another image of this run" in result.stderr
+    assert "<alto" in (out / "letter.xml").read_text()
+    assert not list(out.glob(".*.tmp"))
+    result = predict("--output-dir", str(out), str(page_path))
+    assert result.returncode == 2 and "--format page or alto" in result.stderr
+
+
+# PAGE XML and ALTO in
+
+
+def _page_xml(image: str, size: tuple[int, int], regions: list[tuple[str, list[tuple[list, str | None]]]],
+              order: list[str] | None = None) -> str:  # fmt: skip
+    """A PAGE file shaped like a Transkribus export: regions holding lines (polygon, baseline, text)."""
+    points = lambda ps: " ".join(f"{x},{y}" for x, y in ps)  # noqa: E731
+    body = ""
+    if order:
+        refs = "".join(f'<RegionRefIndexed index="{k}" regionRef="{r}"/>' for k, r in enumerate(order))
+        body += f'<ReadingOrder><OrderedGroup id="ro">{refs}</OrderedGroup></ReadingOrder>'
+    for region_id, lines in regions:
+        body += f'<TextRegion id="{region_id}"><Coords points="0,0 1,0 1,1"/>'
+        for k, (polygon, text) in enumerate(lines):
+            ys = [y for _, y in polygon]
+            baseline = f'<Baseline points="{polygon[0][0]},{max(ys) - 4} {polygon[1][0]},{max(ys) - 4}"/>'
+            equiv = f"<TextEquiv><Unicode>{text}</Unicode></TextEquiv>" if text is not None else ""
+            body += f'<TextLine id="{region_id}l{k}"><Coords points="{points(polygon)}"/>{baseline}{equiv}</TextLine>'
+        body += "</TextRegion>"
+    return (f'<?xml version="1.0" encoding="UTF-8"?><PcGts xmlns="{PAGE_NS}"><Metadata><Creator>t</Creator>'
+            f"<Created>2024-01-01T00:00:00</Created><LastChange>2024-01-01T00:00:00</LastChange></Metadata>"
+            f'<Page imageFilename="{image}" imageWidth="{size[0]}" imageHeight="{size[1]}">{body}</Page>'
+            "</PcGts>")  # fmt: skip
+
+
+def _alto_xml(image: str, size: tuple[int, int], lines: list[tuple[tuple, list[str]]]) -> str:
+    """An ALTO file shaped like an eScriptorium export: polygons, baselines, strings with spaces between."""
+    body = ""
+    for k, ((left, top, right, bottom), words) in enumerate(lines):
+        strings = "<SP/>".join(f'<String CONTENT="{w}" HPOS="{left}" VPOS="{top}" WIDTH="5" HEIGHT="5"/>'
+                               for w in words)  # fmt: skip
+        polygon = f"{left} {top} {right} {top} {right} {bottom} {left} {bottom}"
+        body += (f'<TextLine ID="l{k}" BASELINE="{left} {bottom - 4} {right} {bottom - 4}" HPOS="{left}" '
+                 f'VPOS="{top}" WIDTH="{right - left}" HEIGHT="{bottom - top}"><Shape><Polygon POINTS="{polygon}"/>'
+                 f"</Shape>{strings}</TextLine>")  # fmt: skip
+    return (f'<?xml version="1.0" encoding="UTF-8"?><alto xmlns="{ALTO_NS}"><Description><MeasurementUnit>pixel'
+            f"</MeasurementUnit><sourceImageInformation><fileName>{image}</fileName></sourceImageInformation>"
+            f'</Description><Layout><Page ID="p" PHYSICAL_IMG_NR="1" WIDTH="{size[0]}" HEIGHT="{size[1]}">'
+            f'<PrintSpace><TextBlock ID="b">{body}</TextBlock></PrintSpace></Page></Layout></alto>')  # fmt: skip
+
+
+def _page_of_lines(texts: list[str]) -> tuple[Image.Image, list]:
+    from htr.render import compose_page
+
+    return compose_page([render_line(t, paper=255) for t in texts], np.random.default_rng(len(texts)), gap=(20, 30))
+
+
+def test_transkribus_and_escriptorium_exports_load_as_line_datasets(tmp_path, caplog):
+    from htr.data import decode_row_image, load_splits
+
+    export = tmp_path / "export"
+    (export / "page").mkdir(parents=True)
+    image, boxes = _page_of_lines(["first region line", "second region line", "no text here", "third"])
+    image.save(export / "0001.jpg")  # Transkribus: images in the folder, PAGE files in page/
+    square = lambda a, b, c, d: [(a, b), (c - 1, b), (c - 1, d - 1), (a, d - 1)]  # noqa: E731  corners inclusive
+    regions = [
+        ("r2", [(square(*boxes[2]), None), (square(*boxes[3]), "third")]),
+        ("r1", [(square(*boxes[0]), "first region line"), (square(*boxes[1]), "second region line")]),
+    ]
+    (export / "page" / "0001.xml").write_text(_page_xml("0001.jpg", image.size, regions, order=["r1", "r2"]))
+    (export / "mets.xml").write_text('<?xml version="1.0"?><mets xmlns="http://www.loc.gov/METS/"/>')
+    alto_image, alto_boxes = _page_of_lines(["an alto line", "and another"])
+    (export / "images").mkdir()
+    alto_image.save(export / "images" / "scan_7.png")  # eScriptorium: images beside or in a sibling folder
+    (export / "alto").mkdir()
+    lines = [(alto_boxes[0], ["an", "alto", "line"]), (alto_boxes[1], ["and", "another"])]
+    (export / "alto" / "scan_7.xml").write_text(_alto_xml("media/scan_7.png", alto_image.size, lines))
+    (export / "alto" / "broken.xml").write_text("<alto><Layout>")
+    (export / "alto" / "lost.xml").write_text(_alto_xml("gone.png", (10, 10), [((0, 0, 9, 9), ["x"])]))
+    with caplog.at_level(logging.WARNING, logger="htr.data"):
+        train = load_splits(str(export), carve=False)["train"]
+    assert sorted(train["text"]) == sorted(["first region line", "second region line", "third", "an alto line",
+                                            "and another"])  # fmt: skip
+    page_texts = [t for t, g in zip(train["text"], train["group"]) if g.endswith("0001.xml")]
+    assert page_texts == ["first region line", "second region line", "third"]  # the page's reading order
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("broken.xml" in w and "cannot read" in w for w in warnings)
+    assert any("lost.xml" in w and "gone.png" in w for w in warnings)
+    first = decode_row_image(train[train["text"].index("first region line")]["image"])
+    left, top, right, bottom = boxes[0]
+    assert first.size == (right - left, bottom - top)  # the polygon's box, corners inclusive
+    validation_pages = set(load_splits(str(export), val_fraction=0.5)["validation"]["group"])
+    train_pages = set(load_splits(str(export), val_fraction=0.5)["train"]["group"])
+    assert validation_pages and not validation_pages & train_pages  # a page never on both sides
+
+
+def test_outside_the_polygon_becomes_paper():
+    from htr.page_xml import cut_line
+
+    gray = np.full((40, 60), 200, np.uint8)
+    gray[:, 30:] = 10  # ink everywhere on the right half
+    cut = cut_line(gray, [(0, 0), (59, 0), (0, 39)])  # a triangle: most of the right half is outside it
+    assert cut.shape == (40, 60)
+    assert cut[39, 59] == 200 and cut[0, 40] == 10  # outside painted with the paper, inside kept
+
+
+@pytest.mark.parametrize("fmt", ["page", "alto"])
+def test_round_trip_through_xml_gives_the_same_lines(fmt, handwritten_page, tmp_path):
+    from htr.data import decode_row_image, load_splits
+    from htr.page_xml import read_page
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    image = folder / "letter.png"
+    image.write_bytes(handwritten_page[0].read_bytes())
+    read = predict("--format", "json", "--decoder", "greedy", str(image))
+    lines = json.loads(read.stdout)["lines"]
+    result = predict("--format", fmt, "--decoder", "greedy", str(image))  # beside the image
+    assert result.returncode == 0, result.stderr
+    page = read_page(folder / "letter.xml")
+    assert [line.box for line in page.lines] == [tuple(line["box"]) for line in lines]
+    dataset = load_splits(str(folder), carve=False)["train"]
+    assert dataset["text"] == [line["text"] for line in lines]
+    for row, line in zip(dataset, lines):
+        left, top, right, bottom = line["box"]
+        assert decode_row_image(row["image"]).size == (right - left, bottom - top)
+
+
+def test_evaluate_scores_a_folder_without_splits_whole(tmp_path):
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    texts = ["the garden", "needs water", "before the sun", "is high", "she wrote"]
+    for k, text in enumerate(texts):
+        render_line(text).save(folder / f"{k}.png")
+    (folder / "labels.tsv").write_text("".join(f"{k}.png\t{t}\n" for k, t in enumerate(texts)))
+    result = subprocess.run([sys.executable, "-m", "htr.evaluate", "--dataset", str(folder), "--decoder", "greedy"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "all lines (the dataset has no splits): 5 lines" in result.stdout
