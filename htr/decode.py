@@ -23,6 +23,21 @@ def greedy_paths(log_probs: np.ndarray, lengths: Sequence[int]) -> list[list[int
     return [row[:n][k[:n]].tolist() for row, k, n in zip(best, keep, map(int, lengths))]
 
 
+def ctc_states(paths: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The CTC state sequences of a batch of label sequences (blank, label, blank, ..., label, blank): each
+    sequence's label count (B,), each state's class (B, S), which states it has (B, S), and which states may be
+    entered from two states back (a label that differs from the one before it) (B, S)."""
+    counts = np.array([len(path) for path in paths])
+    states = 2 * max(counts, default=0) + 1
+    labels = np.full((len(paths), states), BLANK)
+    for b, path in enumerate(paths):
+        labels[b, 1 : 2 * len(path) : 2] = path
+    valid = np.arange(states) < (2 * counts + 1)[:, None]
+    can_skip = np.zeros(labels.shape, dtype=bool)
+    can_skip[:, 2:] = (labels[:, 2:] != BLANK) & (labels[:, 2:] != labels[:, :-2])
+    return counts, labels, valid, can_skip
+
+
 def confidences(log_probs: np.ndarray, lengths: Sequence[int], paths: list[list[int]]) -> list[float]:
     """Per-line confidence in [0, 1]: P(text | image) summed over CTC alignments, per character (geometric
     mean over the text's characters and the end of the line), i.e. ``exp(log P / (len + 1))``.
@@ -31,14 +46,8 @@ def confidences(log_probs: np.ndarray, lengths: Sequence[int], paths: list[list[
     log_probs = np.asarray(log_probs, dtype=np.float64)
     frames, batch = log_probs.shape[:2]
     lengths = np.array([int(n) for n in lengths])
-    label_counts = np.array([len(path) for path in paths])
-    states = 2 * max(label_counts, default=0) + 1  # blank, label, blank, ..., label, blank
-    labels = np.full((batch, states), BLANK)
-    for b, path in enumerate(paths):
-        labels[b, 1 : 2 * len(path) : 2] = path
-    valid = np.arange(states) < (2 * label_counts + 1)[:, None]
-    can_skip = np.zeros((batch, states), dtype=bool)  # from s - 2: into a label that differs from the one before
-    can_skip[:, 2:] = (labels[:, 2:] != BLANK) & (labels[:, 2:] != labels[:, :-2])
+    label_counts, labels, valid, can_skip = ctc_states(paths)
+    states = labels.shape[1]
     with np.errstate(under="ignore"):
         emissions = np.exp(np.take_along_axis(log_probs, np.broadcast_to(labels, (frames, batch, states)), axis=2))
     emissions *= valid

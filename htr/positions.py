@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from htr.alphabet import BLANK, Alphabet
+from htr.alphabet import Alphabet
+from htr.decode import ctc_states
 from htr.preprocess import INK_THRESHOLD, Placement
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom in image pixels; right and bottom exclusive
@@ -62,14 +63,8 @@ def align(
     log_probs = np.asarray(log_probs, dtype=np.float32)
     frames, batch = log_probs.shape[:2]
     lengths = np.array([int(n) for n in lengths])
-    counts = np.array([len(path) for path in paths])
-    states = 2 * max(counts, default=0) + 1  # blank, label, blank, ..., label, blank
-    labels = np.full((batch, states), BLANK)
-    for b, path in enumerate(paths):
-        labels[b, 1 : 2 * len(path) : 2] = path
-    valid = np.arange(states) < (2 * counts + 1)[:, None]
-    can_skip = np.zeros((batch, states), dtype=bool)  # from s - 2: into a label that differs from the one before
-    can_skip[:, 2:] = (labels[:, 2:] != BLANK) & (labels[:, 2:] != labels[:, :-2])
+    _, labels, valid, can_skip = ctc_states(paths)
+    states = labels.shape[1]
     emissions = np.take_along_axis(log_probs, np.broadcast_to(labels, (frames, batch, states)), axis=2)
     emissions = np.where(valid, emissions, -np.inf)
     score = np.full((batch, states), -np.inf, dtype=np.float32)
