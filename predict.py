@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob pattern")
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint (.pth)")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help="model checkpoint: .pth, model folder or hub repo id (see htr.hub)")  # fmt: skip
     parser.add_argument(
         "--format",
         choices=["text", "json", "tsv", "page", "alto"],

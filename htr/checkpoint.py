@@ -2,7 +2,9 @@
 
 A model checkpoint is a plain dict that ``torch.load(path, weights_only=True)`` reads:
 ``{"format_version", "model_config", "alphabet", "state_dict", "metrics", "htr_version"}`` and optionally
-``"lm"``: a character language model (``htr.lm.CharLM.to_state``) for beam search.
+``"lm"``: a character language model (``htr.lm.CharLM.to_state``) for beam search, and ``"training"``: the
+training record of ``htr.train`` (data, recipe, hardware). ``metrics["evaluations"]`` holds what
+``htr.evaluate --record`` measured. ``htr.hub`` writes and reads the same dict as a safetensors model folder.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def model_checkpoint(model: CRNN, alphabet: Alphabet, metrics: dict | None = None, lm=None) -> dict:
-    """The dict saved as ``handwriting_recognizer_best.pth`` (``lm``: an optional ``htr.lm.CharLM``)."""
+def model_checkpoint(
+    model: CRNN, alphabet: Alphabet, metrics: dict | None = None, lm=None, training: dict | None = None
+) -> dict:
+    """The dict saved as ``handwriting_recognizer_best.pth`` (``lm``: an optional ``htr.lm.CharLM``; ``training``:
+    what it was trained on and how, for its model card)."""
     checkpoint = {
         "format_version": FORMAT_VERSION,
         "htr_version": __version__,
@@ -43,11 +48,21 @@ def model_checkpoint(model: CRNN, alphabet: Alphabet, metrics: dict | None = Non
     }
     if lm is not None:
         checkpoint["lm"] = lm.to_state()
+    if training is not None:
+        checkpoint["training"] = training
     return checkpoint
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint dict safely (``weights_only=True``); raise CheckpointError with a clear reason."""
+    """Load a checkpoint dict safely (``weights_only=True``); raise CheckpointError with a clear reason.
+
+    ``path`` may also be a model folder or a Hugging Face Hub repo id (``htr.hub``): the same dict comes back."""
+    from htr import hub
+
+    if Path(path).is_dir():
+        return hub.read_pretrained(path)
+    if hub.is_repo_id(str(path)):
+        return hub.read_pretrained(hub.download(str(path)))
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -116,8 +131,31 @@ def load_weights_extending_classes(model: CRNN, state_dict: dict[str, torch.Tens
     return added
 
 
+def write_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """Write a checkpoint dict back where it was read from: a ``.pth`` file or a model folder, atomically."""
+    if Path(path).is_dir():
+        from htr import hub
+
+        hub.save_pretrained(checkpoint, path)
+    elif Path(path).is_file():
+        atomic_save(checkpoint, path)
+    else:
+        raise CheckpointError(f"{path}: only a local checkpoint file or model folder can be changed")
+
+
 def store_lm(path: str | Path, lm) -> None:
-    """Put a character language model (``htr.lm.CharLM``) into an existing checkpoint, atomically."""
+    """Put a character language model (``htr.lm.CharLM``) into an existing checkpoint or folder, atomically."""
     checkpoint = read_checkpoint(path)
     checkpoint["lm"] = lm.to_state()
-    atomic_save(checkpoint, path)
+    write_checkpoint(checkpoint, path)
+
+
+def record_evaluation(path: str | Path, entry: dict) -> None:
+    """Add an evaluation (``dataset``, ``split``, ``decoder``, ``lines``, ``cer``, ``wer``) to a checkpoint's
+    ``metrics["evaluations"]``, replacing an earlier one of the same dataset, split and decoder."""
+    checkpoint = read_checkpoint(path)
+    metrics = checkpoint.setdefault("metrics", {})
+    key = (entry["dataset"], entry["split"], entry["decoder"])
+    kept = [e for e in metrics.get("evaluations", []) if (e["dataset"], e["split"], e["decoder"]) != key]
+    metrics["evaluations"] = [*kept, dict(entry)]
+    write_checkpoint(checkpoint, path)

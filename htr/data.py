@@ -162,6 +162,11 @@ def _load_hub(name: str) -> datasets.DatasetDict:
         ) from None
 
 
+def source_name(source: str) -> str:
+    """How a dataset source is named in records and model cards: a local path's last part, else the hub id."""
+    return Path(source).resolve().name if source and Path(source).exists() else source
+
+
 def load_source(source: str, iam_keep_err: bool = False) -> datasets.DatasetDict:
     """Open ``source`` (path or hub id) as a DatasetDict with its own split names."""
     path = Path(source).expanduser()

@@ -72,14 +72,15 @@ def write_lines(path: str, references: list[str], readings: list[Reading]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
-    from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits
+    from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, record_evaluation
+    from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits, source_name
     from htr.decode import make_decoder
     from htr.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
     from htr.runtime import resolve_device, resolve_precision
 
     parser = argparse.ArgumentParser(prog="python -m htr.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth", help="model checkpoint")
+    parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth",
+                        help="model checkpoint: .pth, model folder or hub repo id")  # fmt: skip
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="hub id or local path (see htr.data)")
     parser.add_argument("--split", default="test", help="train, validation or test (see above for datasets without)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N lines (0: all)")
     parser.add_argument("--output", help="write per-line results to this TSV file")
+    parser.add_argument("--record", action="store_true",
+                        help="store the result in the checkpoint's metrics (its model card shows them)")  # fmt: skip
     add_decoder_arguments(parser, default="greedy")
     args = parser.parse_args(argv)
     check_decoder_arguments(parser, args)
@@ -135,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.output:
         write_lines(args.output, dataset.texts, readings)
+    if args.record:
+        split = split_name if label == args.split else "all"
+        entry = {"dataset": source_name(args.dataset), "split": split, "lines": len(dataset),
+                 "decoder": decoder.describe(), "cer": rates["cer"], "wer": rates["wer"]}  # fmt: skip
+        if args.limit:
+            entry["limit"] = args.limit
+        try:
+            record_evaluation(args.checkpoint, entry)
+        except (CheckpointError, OSError) as error:
+            print(f"error: cannot record the result: {error}", file=sys.stderr)
+            return 2
+        print(f"  recorded in {args.checkpoint}")
     return 0
 
 

@@ -245,12 +245,13 @@ def drop_overlapping(texts: list[str], held_out: Iterable[str], window: int = 20
 
 
 def load_lm(path: str | Path) -> CharLM:
-    """A language model from an ARPA file or from a checkpoint that carries one."""
+    """A language model from an ARPA file or from a checkpoint (file, model folder or hub id) that carries one."""
     path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith(b"\\data\\"):
-        return CharLM.from_arpa(path.read_text(encoding="utf-8"))
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(4096).lstrip()
+        if head.startswith(b"\\data\\"):
+            return CharLM.from_arpa(path.read_text(encoding="utf-8"))
     from htr.checkpoint import read_checkpoint
 
     state = read_checkpoint(path).get("lm")

@@ -35,7 +35,7 @@ from htr.checkpoint import (
     read_checkpoint,
 )
 from htr.cpu_share import CpuShare
-from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_training_data, normalize_text
+from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_training_data, normalize_text, source_name
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig, count_parameters
@@ -326,7 +326,8 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
                 best_cer, bad_epochs = rates["cer"], 0
                 metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": epoch + 1, "step": step,
                            "lines_seen": lines_seen}  # fmt: skip
-                atomic_save(model_checkpoint(evaluated, alphabet, metrics, lm), best_path)
+                record = training_record(cfg, epoch + 1, step, lines_seen, sitting["hardware"])
+                atomic_save(model_checkpoint(evaluated, alphabet, metrics, lm, record), best_path)
             else:
                 bad_epochs += 1
             log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", epoch + 1, step,
@@ -344,6 +345,20 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
         raise
     return {"best_cer": best_cer, "history": history, "best_path": best_path, "state_path": state_path,
             "skipped_batches": skipped_batches}  # fmt: skip
+
+
+def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, hardware: str) -> dict:
+    """What a checkpoint was trained on and how, in plain data (its model card is written from it)."""
+    record = {"datasets": [source_name(d) for d in cfg.dataset], "dataset_weights": cfg.weights(),
+              "ink": source_name(cfg.ink) or None, "ink_ratio": cfg.ink_ratio if cfg.ink else 0,
+              "font_text": [source_name(t) for t in cfg.font_text.split(",") if t],
+              "font_ratio": cfg.font_ratio if cfg.font_text else 0,
+              "epochs": epochs, "steps": steps, "lines_seen": lines_seen, "hardware": hardware,
+              "recipe": {"batch size": cfg.batch_size, "peak learning rate": cfg.lr,
+                         "schedule": f"{cfg.warmup_steps} warm-up steps, cosine over {cfg.epochs} epochs",
+                         "EMA decay": cfg.ema_decay, "augmentation": "on" if cfg.use_augment else "off",
+                         "initialised from": source_name(cfg.init_from) or "scratch"}}  # fmt: skip
+    return record
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, config: object, prefix: str = "") -> None:

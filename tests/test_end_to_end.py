@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from htr.checkpoint import load_model
 from htr.lm import load_lm
@@ -62,6 +63,25 @@ def test_train_interrupt_resume_evaluate_predict(parquet_dataset, tmp_path):
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]
     assert [r["path"] for r in rows] == [str(image), str(image)] and all(isinstance(r["text"], str) for r in rows)
     assert all(0 <= r["confidence"] <= 1 for r in rows)
+
+    # share it: record the evaluation, export a model folder, read with the folder as the checkpoint
+    training = torch.load(best, weights_only=True)["training"]
+    assert training["datasets"] == [parquet_dataset.name] and training["steps"] == 6 * training["epochs"]
+    assert "cores" in training["hardware"] and training["recipe"]["batch size"] == 8
+    recorded = run("-m", "htr.evaluate", "--checkpoint", str(best), "--dataset", str(parquet_dataset), "--split",
+                   "test", "--record")  # fmt: skip
+    assert recorded.returncode == 0 and f"recorded in {best}" in recorded.stdout, recorded.stderr
+    cer = float(recorded.stdout.split("CER ")[1].split("%")[0])
+    folder = tmp_path / "my-model"
+    exported = run("-m", "htr.hub", "export", str(best), str(folder))
+    assert exported.returncode == 0, exported.stderr
+    card = (folder / "README.md").read_text()
+    results = yaml.safe_load(card.split("---\n")[1])["model-index"][0]["results"]
+    assert {m["name"]: m["value"] for r in results for m in r["metrics"]}["CER (greedy)"] == cer
+    assert f"`{parquet_dataset.name}` (line images and transcriptions)" in card
+    from_folder = run("predict.py", "--checkpoint", str(folder), "--format", "json", str(image), str(image))
+    assert from_folder.returncode == 0, from_folder.stderr
+    assert from_folder.stdout == predicted.stdout
 
 
 def test_two_datasets_weighted_with_a_weight_average(parquet_dataset, tmp_path):

@@ -1,0 +1,349 @@
+"""Model folders in the Hugging Face Hub layout: safetensors weights, a JSON config, the LM and a generated card.
+
+    python -m htr.hub export handwriting_recognizer_best.pth models/htr-iam    # .pth -> folder
+    python -m htr.hub card models/htr-iam                                        # print the model card
+    python -m htr.hub push models/htr-iam your-name/htr-iam                      # needs a token (hf auth login)
+    python predict.py --checkpoint models/htr-iam line.png                       # a folder, or a hub repo id
+
+A folder holds ``config.json`` (format version, architecture, image height, alphabet, metrics, training record),
+``model.safetensors`` (the weights), ``lm.safetensors`` (the character LM's n-grams, when there is one) and
+``README.md`` (the model card, written from the config). Reading one parses JSON and safetensors only: no
+pickle, no code from the folder. Everything that takes ``--checkpoint`` takes a folder or a hub repo id
+(``owner/name``, optionally ``@revision``); the hub is asked only when the string is not a local path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from htr.atomic_file import atomic_write
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+LM_NAME = "lm.safetensors"
+CARD_NAME = "README.md"
+FOLDER_FILES = [CONFIG_NAME, WEIGHTS_NAME, LM_NAME, CARD_NAME]
+PICKLE_SUFFIXES = {".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt"}
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+CHECKPOINT_KEYS = ("format_version", "htr_version", "name", "model_config", "alphabet", "metrics", "training")
+
+
+def is_repo_id(text: str) -> bool:
+    """Whether ``text`` can only mean a hub repository: shaped ``owner/name[@revision]``, not a local path,
+    and not named like a checkpoint file."""
+    return (
+        bool(REPO_ID.match(text)) and not Path(text).exists() and Path(text.split("@")[0]).suffix not in PICKLE_SUFFIXES
+    )
+
+
+def save_pretrained(checkpoint: dict, folder: str | Path) -> Path:
+    """Write a checkpoint dict (``htr.checkpoint.read_checkpoint``) as a model folder; each file atomically."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    config, lm = folder_config(checkpoint), checkpoint.get("lm")
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in checkpoint["state_dict"].items()}
+    atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(save(weights, metadata={"format": "pt"})))
+    if lm is not None:
+        atomic_write(folder / LM_NAME, lambda f: f.write(save(lm_tensors(lm), metadata={"order": str(lm["order"])})))
+    else:
+        (folder / LM_NAME).unlink(missing_ok=True)
+    write_config(config, folder)
+    return folder
+
+
+def folder_config(checkpoint: dict) -> dict:
+    """The ``config.json`` of a checkpoint dict: everything but the tensors, and where the LM is."""
+    config = {key: checkpoint[key] for key in CHECKPOINT_KEYS if key in checkpoint}
+    config["architecture"] = "CRNN"
+    config["parameters"] = sum(t.numel() for t in checkpoint["state_dict"].values())
+    lm = checkpoint.get("lm")
+    config["language_model"] = {"file": LM_NAME, "order": int(lm["order"])} if lm is not None else None
+    return config
+
+
+def write_config(config: dict, folder: str | Path) -> None:
+    """(Re)write a folder's ``config.json`` and the model card drawn from it."""
+    folder = Path(folder)
+    text = json.dumps(config, indent=1, ensure_ascii=False) + "\n"
+    atomic_write(folder / CONFIG_NAME, lambda f: f.write(text.encode("utf-8")))
+    card = model_card(config)
+    atomic_write(folder / CARD_NAME, lambda f: f.write(card.encode("utf-8")))
+
+
+def lm_tensors(lm: dict) -> dict[str, torch.Tensor]:
+    """A checkpoint's LM state (``htr.lm.CharLM.to_state``) as plain tensors: n-gram strings as UTF-8 bytes."""
+
+    def text(value: str) -> torch.Tensor:
+        return torch.frombuffer(bytearray(value.encode("utf-8")), dtype=torch.uint8).clone()
+
+    return {
+        "ngrams": text(lm["ngrams"]),
+        "logprobs": lm["logprobs"].to(torch.float32).contiguous(),
+        "backoff_ngrams": text(lm["backoff_ngrams"]),
+        "backoffs": lm["backoffs"].to(torch.float32).contiguous(),
+    }
+
+
+def read_pretrained(folder: str | Path) -> dict:
+    """A model folder as the checkpoint dict ``htr.checkpoint.read_checkpoint`` returns (weights never pickled)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from htr.checkpoint import FORMAT_VERSION, CheckpointError
+
+    folder = Path(folder)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if not weights_path.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"{folder} holds pickled weights ({', '.join(pickles)}), not {WEIGHTS_NAME}: refused "
+                "(pickles can run code; convert a .pth you trust with `python -m htr.hub export`)"
+            )
+        raise CheckpointError(f"{folder} is not an htr model folder (no {WEIGHTS_NAME})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: cannot read it ({str(error).splitlines()[0]})") from None
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("model_config"), dict)
+        or not isinstance(config.get("alphabet"), str)
+    ):
+        raise CheckpointError(f"{config_path} is not an htr model config (no model_config/alphabet)")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder} has format {config.get('format_version')} (written by htr {config.get('htr_version', '?')}); "
+            f"this htr reads format {FORMAT_VERSION}"
+        )
+    checkpoint = {key: config[key] for key in CHECKPOINT_KEYS if key in config}
+    checkpoint.setdefault("metrics", {})
+    try:
+        checkpoint["state_dict"] = load_file(weights_path)
+        if config.get("language_model"):
+            tensors = load_file(folder / config["language_model"].get("file", LM_NAME))
+            checkpoint["lm"] = {
+                "order": int(config["language_model"]["order"]),
+                "ngrams": bytes(tensors["ngrams"].numpy()).decode("utf-8"),
+                "logprobs": tensors["logprobs"],
+                "backoff_ngrams": bytes(tensors["backoff_ngrams"].numpy()).decode("utf-8"),
+                "backoffs": tensors["backoffs"],
+            }
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{folder}: cannot read its weights or language model ({reason})") from None
+    return checkpoint
+
+
+def download(repo_id: str) -> Path:
+    """The model folder of a hub repository (``owner/name[@revision]``), fetched into the hub's cache; only the
+    folder's four files are downloaded. Offline, or no such repository: CheckpointError in one line."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from htr.checkpoint import CheckpointError
+
+    name, _, revision = repo_id.partition("@")
+    try:
+        return Path(snapshot_download(name, revision=revision or None, allow_patterns=FOLDER_FILES))
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{repo_id}: no such model on the Hugging Face Hub (nor a local path)") from None
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"{repo_id} is not a local path and the Hugging Face Hub cannot be reached (offline?); "
+            "give a local checkpoint or model folder"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{repo_id}: cannot download it from the Hugging Face Hub ({reason})") from None
+
+
+def push(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Upload a model folder to a hub model repository (created when missing); returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    read_pretrained(folder)  # never push a folder that would not load
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, allow_patterns=FOLDER_FILES,
+                             commit_message="Upload htr model folder")  # fmt: skip
+    return str(info)
+
+
+# The model card ---------------------------------------------------------------------------------------------------
+
+LICENCES = {  # what we know of the datasets our recipes use, by the name a run recorded
+    "iam": "IAM Handwriting Database: free for non-commercial research only (registration at fki.tic.heia-fr.ch)",
+    "iamondb": "IAM On-Line Handwriting Database: free for non-commercial research only (registration at "
+    "fki.tic.heia-fr.ch)",
+}
+
+
+def dataset_licence(name: str) -> str:
+    """The licence line of a training source, by its recorded name."""
+    lowered = name.lower()
+    if "iamondb" in lowered or "iam-ondb" in lowered or "linestrokes" in lowered:
+        return LICENCES["iamondb"]
+    if "iam" in lowered:
+        return LICENCES["iam"]
+    return "see the dataset's own terms"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def model_card(config: dict) -> str:
+    """The model card (``README.md``) of a model folder, written from its config: YAML metadata with the recorded
+    evaluations as ``model-index``, then description, intended use and limits, training data and results."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    metrics = config.get("metrics") or {}
+    training = config.get("training") or {}
+    name = config.get("name") or "htr-crnn"
+    evaluations = list(metrics.get("evaluations") or [])
+    results = []
+    for entry in evaluations:
+        for metric in ("cer", "wer"):
+            results.append(EvalResult(
+                task_type="image-to-text", task_name="Handwritten text recognition (lines)",
+                dataset_type=entry["dataset"], dataset_name=entry["dataset"], dataset_split=entry["split"],
+                metric_type=metric, metric_name=f"{metric.upper()} ({entry['decoder']})",
+                metric_value=round(100 * entry[metric], 2),
+            ))  # fmt: skip
+    sources = list(training.get("datasets") or [])
+    ink = [training["ink"]] if training.get("ink") else []
+    data = ModelCardData(
+        model_name=name, library_name="pytorch", pipeline_tag="image-to-text", language="en",
+        license="other", license_name="non-commercial-research" if any(
+            dataset_licence(s) != "see the dataset's own terms" for s in sources + ink) else None,
+        tags=["handwriting-recognition", "htr", "ocr", "crnn", "ctc"],
+        metrics=["cer", "wer"], eval_results=results or None,
+    )  # fmt: skip
+    model = config["model_config"]
+    parameters = config.get("parameters")
+    lm = config.get("language_model")
+    lines = [
+        "---", data.to_yaml(), "---", "",
+        f"# {name}: handwritten text recognition of English lines", "",
+        "Written by `python -m htr.hub` from this folder's `config.json`; do not edit by hand.", "",
+        "## Model", "",
+        f"A CRNN (convolutional stem and residual blocks, a {model['rnn_layers']}-layer bidirectional LSTM of "
+        f"{model['rnn_hidden']} units per direction, CTC){f', {parameters:,} parameters' if parameters else ''}. "
+        f"It reads one text line at a time, scaled to {model['height']} px high, and outputs "
+        f"{len(config['alphabet'])} characters: `{config['alphabet']}`.",
+        (f"A character {lm['order']}-gram language model (`{LM_NAME}`) is used by beam-search decoding."
+         if lm else "No language model is included: decoding is greedy unless one is given."),
+        "", "Read it with the `htr` project's `predict.py` (this folder as the checkpoint):", "",
+        "```bash", "python predict.py --checkpoint path/to/this/folder line.png page.jpg", "```", "",
+        "The folder loads with `safetensors` and `json` alone: `model.safetensors` holds the weights, "
+        "`config.json` the architecture (`model_config`) and alphabet (class `i + 1` is `alphabet[i]`, 0 is the "
+        "CTC blank).", "",
+        "## Intended use and limits", "",
+        "- Meant for: English handwriting, one text line per image (pages are split into lines by the project's "
+        "line finder), dark ink on light, plain paper; research, teaching, and reading one's own scans.",
+        "- Not trained on: other languages or scripts, historical hands, printed text, tables and forms, "
+        "strongly curved or rotated lines, light writing on dark backgrounds. Expect much higher error rates there "
+        "(fine-tune on a few hundred lines of the target material).",
+        "- Errors are common on names, numbers and rare words; the language model favours English spelling.",
+        "",
+        "## Training data and licences", "",
+    ]  # fmt: skip
+    if sources or ink:
+        for source in sources:
+            lines.append(f"- `{source}` (line images and transcriptions): {dataset_licence(source)}")
+        for source in ink:
+            lines.append(f"- `{source}` (pen trajectories rendered as line images, {training.get('ink_ratio', '?')} "
+                         f"per real line each epoch): {dataset_licence(source)}")  # fmt: skip
+        for source in training.get("font_text") or []:
+            lines.append(f"- `{source}` (text drawn in handwriting fonts, {training.get('font_ratio', '?')} per "
+                         "real line each epoch; the fonts' licences are in the project's htr/fonts)")  # fmt: skip
+        if data.license_name:
+            lines += ["", "The weights are derived from data licensed for non-commercial research only: use them "
+                      "for non-commercial research and teaching; commercial use needs the data owners' "
+                      "permission."]  # fmt: skip
+    else:
+        lines.append("Not recorded in this model's config.")
+    lines += ["", "## Training", ""]
+    if training:
+        recipe = ", ".join(f"{key} {value}" for key, value in training.get("recipe", {}).items())
+        lines.append(
+            f"- Steps: {training.get('steps', '?'):,} optimizer steps, {training.get('lines_seen', '?'):,} lines "
+            f"seen, over {training.get('epochs', '?')} epochs."
+            if isinstance(training.get("steps"), int) and isinstance(training.get("lines_seen"), int)
+            else "- Steps: not recorded."
+        )
+        if recipe:
+            lines.append(f"- Recipe: {recipe}.")
+        if training.get("hardware"):
+            lines.append(f"- Hardware: {training['hardware']}.")
+        if training.get("note"):
+            lines.append(f"- {training['note']}")
+    else:
+        lines.append("Not recorded in this model's config.")
+    lines += ["", "## Results", ""]
+    if evaluations:
+        lines += ["| dataset | split | lines | decoder | CER | WER |", "| --- | --- | --- | --- | --- | --- |"]
+        for entry in evaluations:
+            lines.append(f"| {entry['dataset']} | {entry['split']} | {entry.get('lines', '?')} | {entry['decoder']} "
+                         f"| {_percent(entry['cer'])} | {_percent(entry['wer'])} |")  # fmt: skip
+        lines += ["", "Recorded by `python -m htr.evaluate --record` (character and word error rates, in percent "
+                  "in the metadata above)."]  # fmt: skip
+    elif "val_cer" in metrics:
+        lines.append(f"Validation during training (greedy): CER {_percent(metrics['val_cer'])}, "
+                     f"WER {_percent(metrics['val_wer'])}. No evaluation recorded.")  # fmt: skip
+    else:
+        lines.append("No evaluation recorded.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m htr.hub", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write a checkpoint (.pth or folder) as a model folder")
+    export.add_argument("checkpoint")
+    export.add_argument("folder")
+    export.add_argument("--name", help="the model's name in its card (default: the folder's name)")
+    card = commands.add_parser("card", help="print the model card of a checkpoint or folder")
+    card.add_argument("checkpoint")
+    upload = commands.add_parser("push", help="upload a model folder to the Hugging Face Hub (needs a token)")
+    upload.add_argument("folder")
+    upload.add_argument("repo_id")
+    upload.add_argument("--private", action="store_true")
+    args = parser.parse_args(argv)
+    from htr.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        if args.command == "push":
+            print(push(args.folder, args.repo_id, args.private))
+            return 0
+        checkpoint = read_checkpoint(args.checkpoint)
+        if args.command == "card":
+            print(model_card(folder_config(checkpoint)), end="")
+            return 0
+        folder = Path(args.folder)
+        if folder.exists() and not folder.is_dir():
+            raise CheckpointError(f"{folder} exists and is not a folder")
+        checkpoint["name"] = args.name or folder.resolve().name
+        save_pretrained(checkpoint, folder)
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.name in FOLDER_FILES)
+        print(f"{args.checkpoint} -> {folder}/ ({size / 2**20:.1f} MiB: {', '.join(sorted(os.listdir(folder)))})")
+    except (CheckpointError, OSError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # hub errors on push (no token, no rights): one line
+        print(f"error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
