@@ -117,15 +117,24 @@ def render_epoch(
     epoch: int,
     workers: int = 0,
     progress: bool = True,
+    share: tuple[int, int] = (0, 1),
 ) -> LineSet:
-    """Render ``count`` lines from each ``(renderer, count)`` for ``epoch``, preprocessed like real scans."""
+    """Render ``count`` lines from each ``(renderer, count)`` for ``epoch``, preprocessed like real scans.
+
+    ``share=(rank, ranks)``: only the positions ``p`` with ``p % ranks == rank`` (each line is the same whoever
+    renders it). The result's ``positions`` lists the epoch position of each line kept."""
+    rank, ranks = share
     lines = LineSet(alphabet, frames_for_width, f"synthetic lines, epoch {epoch + 1}")
+    lines.positions = []
     epoch_lines = _EpochLines(parts, height, seed, epoch)
-    loader = torch.utils.data.DataLoader(epoch_lines, batch_size=None, num_workers=workers)
-    for image, text in tqdm(loader, total=len(epoch_lines), desc="rendering", disable=not progress, leave=False):
+    positions = range(rank, len(epoch_lines), ranks)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(epoch_lines, positions), batch_size=None,
+                                         num_workers=workers)  # fmt: skip
+    for position, (image, text) in zip(positions, tqdm(loader, total=len(positions), desc="rendering",
+                                                         disable=not progress, leave=False)):  # fmt: skip
         if image is None:
             lines.skipped[f"render error ({text})"] += 1
-        else:
-            lines.add(image, text)
-    lines.report(len(epoch_lines))
+        elif lines.add(image, text):
+            lines.positions.append(position)
+    lines.report(len(positions))
     return lines

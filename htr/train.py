@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,9 +22,11 @@ from pathlib import Path
 
 import torch
 from torch.nn.functional import ctc_loss
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from htr import distributed
 from htr.alphabet import Alphabet
 from htr.augment import AugmentConfig, augment_batch
 from htr.batching import bucketed_batches, weighted_epoch
@@ -34,8 +37,9 @@ from htr.checkpoint import (
     model_checkpoint,
     read_checkpoint,
 )
-from htr.cpu_share import CpuShare
+from htr.cpu_share import CpuShare, usable_cores
 from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_training_data, normalize_text, source_name
+from htr.distributed import ONE_PROCESS, World, all_finite, barrier, from_main, gather, rank_share, sum_over_ranks
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig, count_parameters
@@ -118,10 +122,13 @@ def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def ctc_losses(model: CRNN, batch: dict, device: torch.device, dtype: torch.dtype | None) -> tuple:
-    """Mean CTC loss of the main head and of the shortcut head (or None)."""
+def ctc_losses(
+    model: CRNN, batch: dict, device: torch.device, dtype: torch.dtype | None, net: torch.nn.Module | None = None
+) -> tuple:
+    """Mean CTC loss of the main head and of the shortcut head (or None); ``net``: the module to run (``model``
+    wrapped in DistributedDataParallel under torchrun)."""
     with autocast(device, dtype):
-        log_probs, shortcut = model(batch["images"])
+        log_probs, shortcut = (net or model)(batch["images"])
     lengths = model.output_lengths(batch["widths"])
     args = (batch["targets"], lengths, batch["target_lengths"])
     main = ctc_loss(log_probs, *args, zero_infinity=True)
@@ -132,18 +139,20 @@ def ctc_losses(model: CRNN, batch: dict, device: torch.device, dtype: torch.dtyp
 def train_step(
     model: CRNN, batch: dict, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device, dtype: torch.dtype | None,
+    net: torch.nn.Module | None = None, world: World = ONE_PROCESS, weight: float = 1.0,
 ) -> float | None:  # fmt: skip
-    """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss, or None when
-    the loss was not finite and the batch was skipped."""
+    """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss (of the whole
+    global batch under torchrun), or None when the loss was not finite (on any rank) and the batch was skipped.
+    ``weight``: this rank's share of the global batch (``htr.distributed.rank_share``)."""
     images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
     if cfg.use_augment:
         images, widths = augment_batch(images, widths, cfg.augment)
     if prefers_channels_last(device, dtype):
         images = images.contiguous(memory_format=torch.channels_last)
-    main, aux = ctc_losses(model, {**batch, "images": images, "widths": widths}, device, dtype)
-    loss = main + cfg.shortcut_weight * aux if aux is not None else main
+    main, aux = ctc_losses(model, {**batch, "images": images, "widths": widths}, device, dtype, net)
+    loss = weight * (main + cfg.shortcut_weight * aux if aux is not None else main)
     optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):  # skip the update rather than poison the weights; the schedule moves on
+    if not all_finite(loss, world):  # skip the update rather than poison the weights; the schedule moves on
         scheduler.step()
         return None
     scaler.scale(loss).backward()
@@ -152,7 +161,7 @@ def train_step(
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
-    return main.item()
+    return sum_over_ranks(weight * main.item(), world, device) / world.size
 
 
 def synthetic_renderers(cfg: TrainConfig) -> list[tuple[Renderer, float]]:
@@ -171,13 +180,27 @@ def synthetic_renderers(cfg: TrainConfig) -> list[tuple[Renderer, float]]:
 def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Renderer, float]] | None = None) -> dict:
     """Train (or resume) as configured; returns ``{"best_cer", "history", "best_path", "state_path",
     "skipped_batches"}``. ``renderers``: ``synthetic_renderers(cfg)`` when already built (IAM-OnDB loads once)."""
+    world, device = distributed.setup(resolve_device(cfg.device))
+    try:
+        return _train(cfg, progress and world.is_main, renderers, world, device)
+    finally:
+        distributed.cleanup()
+
+
+def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: torch.device) -> dict:
     out = Path(cfg.output_dir)
     best_path, state_path = out / BEST_NAME, out / STATE_NAME
-    device = resolve_device(cfg.device)
     dtype = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed)
-    cpu_share = CpuShare(period=10.0) if device.type == "cpu" and cfg.share_cpu else None
-    state = torch.load(state_path, map_location="cpu", weights_only=True) if state_path.exists() else None
+    cpu_share = CpuShare(period=10.0) if device.type == "cpu" and cfg.share_cpu and not world.distributed else None
+    if device.type == "cpu" and world.distributed:  # the machine's cores split between its ranks
+        torch.set_num_threads(max(1, usable_cores() // world.local_size))
+    if world.is_main:
+        remove_stale_temporary_files(out)
+    state = None
+    if world.is_main and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = from_main(state, world)  # every rank resumes rank 0's state: no shared file system needed for it
 
     train_splits, val_split = load_training_data(cfg.dataset, cfg.val_dataset, cfg.val_fraction, cfg.seed,
                                                  cfg.iam_keep_err)  # fmt: skip
@@ -205,7 +228,8 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
             alphabet.chars[-added:] if added else "",
         )
     model = model.to(device)
-    lm = build_lm(texts, cfg.lm_order) if cfg.lm_order > 0 else None  # deterministic: rebuilt on resume
+    # deterministic, so rebuilt on resume; only rank 0 writes checkpoints
+    lm = build_lm(texts, cfg.lm_order) if cfg.lm_order > 0 and world.is_main else None
 
     height, frames = model_cfg.height, model.output_length
     real_sets = [LineDataset(split, alphabet, height, frames, "train" if len(train_splits) == 1 else f"train {source}",
@@ -221,6 +245,9 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if prefers_channels_last(device, dtype):
         model = model.to(memory_format=torch.channels_last)
+    net = None  # what the training step runs: the model itself, or wrapped to all-reduce its gradients
+    if world.distributed:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -244,18 +271,26 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
             ema.load_state_dict(state["ema"])
         elif ema is not None:
             log.info("the saved state has no weight average: it starts from the current weights")
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"])
+        if not world.distributed:
+            torch.set_rng_state(state["rng_cpu"])
+            if device.type == "cuda" and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(state["rng_cuda"])
         log.info("resuming from %s: epoch %d, step %d, best CER %.4f", state_path, epoch + 1, step, best_cer)
-    log.info("model: %.2fM parameters, %d classes; device %s, precision %s", count_parameters(model) / 1e6,
-             alphabet.num_classes, device, dtype or "fp32")  # fmt: skip
+    if world.distributed:  # each rank its own augmentation stream, re-derived (not restored) on every resume
+        torch.manual_seed(cfg.seed * 1_000_003 + world.rank * 10_007 + step)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(cfg.seed * 1_000_003 + world.rank * 10_007 + step)
+    log.info("model: %.2fM parameters, %d classes; device %s, precision %s%s", count_parameters(model) / 1e6,
+             alphabet.num_classes, device, dtype or "fp32",
+             f"; {world.size} processes, global batch {cfg.batch_size}" if world.distributed else "")  # fmt: skip
     log.info("train: %d real + %d synthetic lines per epoch; validation: %d lines", real_per_epoch,
              synthetic_per_epoch, len(val_set))  # fmt: skip
     sitting = {"sitting": 1 + max([h.get("sitting", 1) for h in history], default=0),
                "hardware": describe(device, dtype)}  # fmt: skip
 
     def save_state() -> None:
+        if not world.is_main:
+            return
         atomic_save({
             "config": json.loads(json.dumps(dataclasses.asdict(cfg))), "alphabet": alphabet.chars,
             "model_config": model_cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -270,28 +305,28 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
     try:
         while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
             chosen = weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed * 100_003 + epoch)
-            epoch_set = torch.utils.data.Subset(train_set, chosen)
-            widths = [train_widths[i] for i in chosen]
+            epoch_set = EpochLines(torch.utils.data.Subset(train_set, chosen), [train_widths[i] for i in chosen])
             if parts:
-                synthetic = render_epoch(parts, alphabet, height, frames, cfg.seed, epoch, cfg.render_workers, progress)
-                epoch_set = torch.utils.data.ConcatDataset([epoch_set, synthetic])
-                widths = widths + synthetic.widths
+                synthetic = render_epoch(parts, alphabet, height, frames, cfg.seed, epoch, cfg.render_workers, progress,
+                                         share=(world.rank, world.size))  # fmt: skip
+                epoch_set.add_synthetic(synthetic, gather(list(zip(synthetic.positions, synthetic.widths)), world))
             model.train()
-            batches = bucketed_batches(widths, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)
-            loader = torch.utils.data.DataLoader(epoch_set, batch_sampler=batches[batch_in_epoch:],
+            batches = bucketed_batches(epoch_set.widths, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)
+            shares = [rank_share(b, epoch_set.owners, world) for b in batches[batch_in_epoch:]]
+            loader = torch.utils.data.DataLoader(epoch_set, batch_sampler=[indices for indices, _ in shares],
                                                  collate_fn=collate_lines, num_workers=cfg.num_workers)  # fmt: skip
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
                        initial=batch_in_epoch, total=len(batches))  # fmt: skip
             running = None  # smoothed training loss; stays None for an epoch resumed after its last batch
             clock = time.monotonic()
-            for batch in bar:
+            for batch, (_, weight) in zip(bar, shares):
                 if cpu_share is not None:
                     cpu_share.update()
-                loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype)
-                if ema is not None:
+                loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype, net, world, weight)
+                if ema is not None and world.is_main:
                     ema.update_parameters(model)
+                lines_seen += len(batches[batch_in_epoch])  # the global batch
                 step, batch_in_epoch = step + 1, batch_in_epoch + 1
-                lines_seen += len(batch["texts"])
                 now = time.monotonic()
                 train_seconds, clock = train_seconds + now - clock, now
                 if loss is None:
@@ -310,6 +345,12 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
                 log.info("stopped at step %d (max_steps); re-run to resume", step)
                 break
             evaluated = ema.module if ema is not None else model  # the model validated and saved
+            if not world.is_main:  # rank 0 validates and saves; the others wait for its verdict
+                best_cer, bad_epochs, stop = from_main(None, world)
+                epoch, batch_in_epoch = epoch + 1, 0
+                if stop:
+                    break
+                continue
             readings = transcribe_dataset(evaluated, val_set, alphabet, 2 * cfg.batch_size, device, dtype,
                                           cpu_share=cpu_share)  # fmt: skip
             rates = error_rates(val_set.texts, [r.text for r in readings])
@@ -336,15 +377,56 @@ def train(cfg: TrainConfig, progress: bool = True, renderers: list[tuple[Rendere
             epoch, batch_in_epoch = epoch + 1, 0
             save_state()
             (out / "history.json").write_text(json.dumps(history, indent=1))
-            if cfg.patience and bad_epochs >= cfg.patience:
+            stop = bool(cfg.patience and bad_epochs >= cfg.patience)
+            from_main((best_cer, bad_epochs, stop), world)
+            if stop:
                 log.info("no improvement for %d epochs: early stop", bad_epochs)
                 break
     except KeyboardInterrupt:
         save_state()
         log.info("interrupted at step %d; state saved to %s, re-run to resume", step, state_path)
         raise
+    barrier(world)  # no rank leaves before rank 0 has written its files
     return {"best_cer": best_cer, "history": history, "best_path": best_path, "state_path": state_path,
-            "skipped_batches": skipped_batches}  # fmt: skip
+            "skipped_batches": skipped_batches, "world_size": world.size}  # fmt: skip
+
+
+class EpochLines(torch.utils.data.Dataset):
+    """One epoch's training lines: the chosen real lines (every rank holds them), then the synthetic lines in
+    epoch-position order, each held only by the rank that rendered it (``owners``; -1: every rank)."""
+
+    def __init__(self, real: torch.utils.data.Dataset, widths: list[int]) -> None:
+        self.real, self.widths = real, list(widths)
+        self.owners = [-1] * len(widths)
+        self.local: list[int] = []  # synthetic line j -> its index in this rank's rendered lines (-1: not here)
+        self.synthetic: torch.utils.data.Dataset | None = None
+
+    def add_synthetic(self, rendered, kept_by_rank: list[list[tuple[int, int]]]) -> None:
+        """``rendered``: this rank's lines (``render_epoch``); ``kept_by_rank``: every rank's (position, width)."""
+        mine = {position: i for i, position in enumerate(rendered.positions)}
+        merged = sorted((position, width, rank) for rank, kept in enumerate(kept_by_rank) for position, width in kept)
+        self.synthetic = rendered
+        self.widths += [width for _, width, _ in merged]
+        self.owners += [rank for _, _, rank in merged]
+        self.local = [mine.get(position, -1) for position, _, _ in merged]
+
+    def __len__(self) -> int:
+        return len(self.widths)
+
+    def __getitem__(self, index: int):
+        if index < len(self.real):
+            return self.real[index]
+        local = self.local[index - len(self.real)]
+        if local < 0:
+            raise IndexError(f"synthetic line {index} was rendered by rank {self.owners[index]}, not this one")
+        return self.synthetic[local]
+
+
+def remove_stale_temporary_files(folder: Path) -> None:
+    """Temporary files that a killed process left beside the best checkpoint or the last state."""
+    for name in (BEST_NAME, STATE_NAME):
+        for stale in folder.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, hardware: str) -> dict:
@@ -401,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_dataclass_arguments(parser, TrainConfig())
     cfg = config_from_arguments(parser.parse_args(argv), TrainConfig())
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(message)s")
     from htr.data import DatasetSourceError
 
     try:
@@ -411,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    if not main_rank:
+        return 0
     if math.isinf(result["best_cer"]):
         print("no validation yet (stopped inside the first epoch); re-run to resume")
     else:
