@@ -39,6 +39,16 @@ def test_lm_probabilities_sum_to_one_over_the_vocabulary(smoothing, order):
         assert math.isclose(np.exp(lm.distribution(context)).sum(), 1.0, rel_tol=1e-9), repr(context)
 
 
+def test_lm_gives_the_same_distributions_before_and_after_indexing_its_contexts():
+    texts = random_texts(80, seed=3) + TEXTS
+    plain, indexed = build_lm(texts, 5), build_lm(texts, 5)
+    indexed._lookups = 10**9  # past the point where a long run builds the context index
+    contexts = sampled_contexts(plain, texts, 200)
+    for context in contexts:
+        np.testing.assert_array_equal(plain.distribution(context), indexed.distribution(context))
+    assert plain._continuations is None and indexed._continuations is not None
+
+
 def test_lm_prefers_seen_text_and_its_arpa_and_checkpoint_forms_are_the_same_model(tmp_path):
     lm = build_lm(TEXTS * 3, order=4)
     assert lm.logprob(BOS + "th", "e") > lm.logprob(BOS + "th", "x") > -math.inf
