@@ -87,3 +87,11 @@ def write_iamondb(root):
         (root / f"lineStrokes/z01/z01-000/z01-000z-0{n}.xml").write_text(stroke_xml([zigzag(0)]))
     (root / "writers.tsv").write_text("a01-000u\t10026\nz01-000z\t10091\n")
     return root
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report on the test item (``item.rep_call``), so fixtures can act on failures (screenshots)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,173 @@
+"""A local web page to try the recognizer: upload a photo or scan of a line or a page, or write a line by hand.
+
+    pip install -r requirements-demo.txt
+    python -m htr.demo                      # http://127.0.0.1:7860
+    python -m htr.demo --checkpoint models/htr-crnn-iam --port 8080
+
+Shows the text, each line's box on the image with its confidence, the less confident words marked, and the
+result as JSON, PAGE XML and ALTO files to download. Runs offline (no fonts or scripts fetched at run time);
+``--share`` (a public gradio.live link) stays off unless asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "handwriting_recognizer_best.pth"
+UNSURE = 0.8  # words read with less confidence than this are marked
+DECODERS = {"beam search + language model": "beam", "greedy (fastest)": "greedy"}
+
+
+@dataclass
+class DemoResult:
+    """What the page shows for one image."""
+
+    text: str
+    annotated: Image.Image  # the image with line boxes (and unsure words) drawn
+    words: list[tuple[str, str | None]]  # (word or separator, "unsure" or None) for gr.HighlightedText
+    files: list[str]  # JSON, PAGE XML and ALTO files of the result
+    summary: str
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """An RGB image; transparent parts (a drawing canvas) become white paper."""
+    if image.mode in ("RGBA", "LA", "P"):
+        image = image.convert("RGBA")
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, image).convert("RGB")
+    return image.convert("RGB")
+
+
+class DemoReader:
+    """One recognizer for the page, with a decoder per choice (the network is loaded once)."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
+        from htr.checkpoint import read_checkpoint
+        from htr.decode import make_decoder
+        from htr.inference import Recognizer
+
+        self.recognizer = Recognizer(checkpoint, device=device)
+        state = read_checkpoint(checkpoint)
+        self.decoders = {name: make_decoder(state, decoder=kind) for name, kind in DECODERS.items()}
+        self.output = Path(tempfile.mkdtemp(prefix="htr-demo-"))
+        self.count = 0
+
+    def read(self, image: Image.Image, decoder: str = next(iter(DECODERS))) -> DemoResult:
+        from htr.page_export import WRITERS
+
+        image = on_white(image)
+        self.recognizer.decoder = self.decoders[decoder]
+        prepared = self.recognizer.prepare_image(image)
+        readings = self.recognizer.read_prepared(prepared.lines, with_positions=True)
+        layouts = self.recognizer.layouts(prepared, readings)
+        annotated = image.copy()
+        draw = ImageDraw.Draw(annotated)
+        words: list[tuple[str, str | None]] = []
+        for number, layout in enumerate(layouts):
+            draw.rectangle(layout.box, outline=(0, 160, 60), width=3)
+            draw.text((layout.box[0] + 4, max(0, layout.box[1] - 14)), f"{layout.confidence:.0%}", fill=(0, 120, 40))
+            for word in layout.words:
+                unsure = word.confidence < UNSURE
+                if unsure:
+                    draw.rectangle(word.box, outline=(220, 40, 40), width=2)
+                words += [(word.text, "unsure" if unsure else None), (" ", None)]
+            if number + 1 < len(layouts):
+                words.append(("\n", None))
+        self.count += 1
+        stem = self.output / f"reading-{self.count}"
+        name = "image.png"
+        result = {"text": "\n".join(r.text for r in readings), "lines": [
+            {"text": l.text, "box": list(l.box), "confidence": round(l.confidence, 4),
+             "words": [{"text": w.text, "box": list(w.box), "confidence": w.confidence} for w in l.words]}
+            for l in layouts]}  # fmt: skip  # noqa: E741
+        files = [stem.with_suffix(".json")]
+        files[0].write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        for fmt, writer in WRITERS.items():
+            path = stem.parent / f"{stem.name}.{fmt}.xml"
+            path.write_bytes(writer(name, prepared.size, layouts))
+            files.append(path)
+        unsure = sum(label == "unsure" for _, label in words)
+        summary = (f"{len(layouts)} line{'s' if len(layouts) != 1 else ''} read, {unsure} word"
+                   f"{'s' if unsure != 1 else ''} below {UNSURE:.0%} confidence marked")  # fmt: skip
+        return DemoResult(result["text"], annotated, words, [str(f) for f in files], summary)
+
+
+def build_app(reader: DemoReader):  # -> gradio.Blocks
+    """The page: an upload tab and a drawing tab, a decoder choice, and the results."""
+    import gradio as gr
+
+    def run(image, decoder):
+        if image is None:
+            raise gr.Error("Upload an image or write something first.")
+        result = reader.read(image, decoder)
+        return result.text, result.annotated, result.words, result.files, result.summary
+
+    def run_sketch(sketch, decoder):
+        image = sketch.get("composite") if isinstance(sketch, dict) else sketch
+        if image is None or not image.getbbox():
+            raise gr.Error("Write a line on the canvas first.")
+        return run(image, decoder)
+
+    with gr.Blocks(title="Handwritten text recognition", analytics_enabled=False) as app:
+        gr.Markdown("# Handwritten text recognition\nUpload a photo or scan of a handwritten line or page, or write "
+                    "a line with mouse, pen or finger.")  # fmt: skip
+        decoder = gr.Radio(list(DECODERS), value=next(iter(DECODERS)), label="Decoder")
+        with gr.Tabs():
+            with gr.Tab("Upload", id="upload"):
+                upload = gr.Image(type="pil", label="Line or page image", sources=["upload", "clipboard"],
+                                  elem_id="upload")  # fmt: skip
+                read_upload = gr.Button("Read", variant="primary", elem_id="read-upload")
+            with gr.Tab("Write", id="write"):
+                brush = gr.Brush(default_size=6, colors=["#000000"], color_mode="fixed")
+                sketch = gr.Sketchpad(type="pil", label="Write one line (pick the brush first)", brush=brush,
+                                      canvas_size=(1000, 220), elem_id="sketch")  # fmt: skip
+                read_sketch = gr.Button("Read", variant="primary", elem_id="read-sketch")
+        summary = gr.Markdown(elem_id="summary")
+        text = gr.Textbox(label="Text", lines=3, elem_id="text", buttons=["copy"])
+        words = gr.HighlightedText(label="Words (less confident ones marked)", color_map={"unsure": "red"},
+                                   elem_id="words")  # fmt: skip
+        annotated = gr.Image(label="Lines found, with their confidence", elem_id="annotated")
+        files = gr.File(label="Download: JSON, PAGE XML, ALTO", file_count="multiple", elem_id="files")
+        outputs = [text, annotated, words, files, summary]
+        read_upload.click(run, [upload, decoder], outputs)
+        read_sketch.click(run_sketch, [sketch, decoder], outputs)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m htr.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help="model checkpoint: .pth, model folder or hub repo id")  # fmt: skip
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing sent anywhere
+    try:
+        import gradio as gr
+    except ImportError:
+        print("error: the demo needs Gradio: pip install -r requirements-demo.txt", file=sys.stderr)
+        return 2
+    try:
+        reader = DemoReader(args.checkpoint, args.device)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}".splitlines()[0], file=sys.stderr)
+        return 2
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                              font_mono=["ui-monospace", "monospace"])  # fmt: skip  # no web fonts: offline
+    build_app(reader).queue().launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme,
+                                     inbrowser=False, show_error=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
