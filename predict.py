@@ -99,24 +99,22 @@ def failure_reason(file: str, error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _words(layout) -> list[dict]:
-    return [{"text": w.text, "box": list(w.box), "confidence": w.confidence} for w in layout.words]
-
-
 def emit(fmt: str, path: str, readings: list, boxes: list | None, layouts: list | None = None) -> None:
     """Print the result for one image: its line readings, their boxes when it was segmented, and (JSON) the
     words of each line from ``layouts`` (``htr.positions.LineLayout``)."""
+    from htr.positions import words_json
+
     text = "\n".join(r.text for r in readings)
     confidence = sum(r.confidence for r in readings) / len(readings)
     if fmt == "json":
         result = {"path": path, "text": text, "confidence": round(confidence, 4)}
         if boxes is not None:
             result["lines"] = [
-                {"text": r.text, "box": list(box), "confidence": round(r.confidence, 4), "words": _words(layout)}
+                {"text": r.text, "box": list(box), "confidence": round(r.confidence, 4), "words": words_json(layout)}
                 for r, box, layout in zip(readings, boxes, layouts)
             ]
         else:
-            result["words"] = _words(layouts[0])
+            result["words"] = words_json(layouts[0])
         print(json.dumps(result, ensure_ascii=False))
     elif fmt == "tsv":
         print(f"{path}\t{text.replace(chr(10), ' / ')}\t{confidence:.4f}")

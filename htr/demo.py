@@ -50,18 +50,18 @@ class DemoReader:
     """One recognizer for the page, with a decoder per choice (the network is loaded once)."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
-        from htr.checkpoint import read_checkpoint
         from htr.decode import make_decoder
         from htr.inference import Recognizer
 
-        self.recognizer = Recognizer(checkpoint, device=device)
-        state = read_checkpoint(checkpoint)
-        self.decoders = {name: make_decoder(state, decoder=kind) for name, kind in DECODERS.items()}
+        self.recognizer = Recognizer(checkpoint, device=device, decoder="beam")  # with the checkpoint's LM
+        self.decoders = {name: self.recognizer.decoder if kind == "beam" else make_decoder({}, decoder=kind)
+                         for name, kind in DECODERS.items()}  # fmt: skip
         self.output = Path(tempfile.mkdtemp(prefix="htr-demo-"))
         self.count = 0
 
     def read(self, image: Image.Image, decoder: str = next(iter(DECODERS))) -> DemoResult:
         from htr.page_export import WRITERS
+        from htr.positions import words_json
 
         image = on_white(image)
         self.recognizer.decoder = self.decoders[decoder]
@@ -86,7 +86,7 @@ class DemoReader:
         name = "image.png"
         result = {"text": "\n".join(r.text for r in readings), "lines": [
             {"text": l.text, "box": list(l.box), "confidence": round(l.confidence, 4),
-             "words": [{"text": w.text, "box": list(w.box), "confidence": w.confidence} for w in l.words]}
+             "words": words_json(l)}
             for l in layouts]}  # fmt: skip  # noqa: E741
         files = [stem.with_suffix(".json")]
         files[0].write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")

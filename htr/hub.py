@@ -129,7 +129,7 @@ def read_pretrained(folder: str | Path) -> dict:
     try:
         checkpoint["state_dict"] = load_file(weights_path)
         if config.get("language_model"):
-            tensors = load_file(folder / config["language_model"].get("file", LM_NAME))
+            tensors = load_file(folder / LM_NAME)
             checkpoint["lm"] = {
                 "order": int(config["language_model"]["order"]),
                 "ngrams": bytes(tensors["ngrams"].numpy()).decode("utf-8"),

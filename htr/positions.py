@@ -55,6 +55,11 @@ class LineLayout:
     chars: list[TextBox]
 
 
+def words_json(layout: LineLayout) -> list[dict]:
+    """A line's words as plain data for JSON output: each word's text, box and confidence."""
+    return [{"text": w.text, "box": list(w.box), "confidence": w.confidence} for w in layout.words]
+
+
 def align(
     log_probs: np.ndarray, lengths: Sequence[int], paths: list[list[int]], alphabet: Alphabet
 ) -> list[list[CharSpan] | None]:

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from htr import distributed
 from htr.alphabet import Alphabet
+from htr.atomic_file import remove_leftovers
 from htr.augment import AugmentConfig, augment_batch
 from htr.batching import bucketed_batches, weighted_epoch
 from htr.checkpoint import (
@@ -195,8 +196,9 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     cpu_share = CpuShare(period=10.0) if device.type == "cpu" and cfg.share_cpu and not world.distributed else None
     if device.type == "cpu" and world.distributed:  # the machine's cores split between its ranks
         torch.set_num_threads(max(1, usable_cores() // world.local_size))
-    if world.is_main:
-        remove_stale_temporary_files(out)
+    if world.is_main:  # what a killed run left half-written
+        remove_leftovers(best_path)
+        remove_leftovers(state_path)
     state = None
     if world.is_main and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -422,25 +424,17 @@ class EpochLines(torch.utils.data.Dataset):
         return self.synthetic[local]
 
 
-def remove_stale_temporary_files(folder: Path) -> None:
-    """Temporary files that a killed process left beside the best checkpoint or the last state."""
-    for name in (BEST_NAME, STATE_NAME):
-        for stale in folder.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
 def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, hardware: str) -> dict:
     """What a checkpoint was trained on and how, in plain data (its model card is written from it)."""
-    record = {"datasets": [source_name(d) for d in cfg.dataset], "dataset_weights": cfg.weights(),
-              "ink": source_name(cfg.ink) or None, "ink_ratio": cfg.ink_ratio if cfg.ink else 0,
-              "font_text": [source_name(t) for t in cfg.font_text.split(",") if t],
-              "font_ratio": cfg.font_ratio if cfg.font_text else 0,
-              "epochs": epochs, "steps": steps, "lines_seen": lines_seen, "hardware": hardware,
-              "recipe": {"batch size": cfg.batch_size, "peak learning rate": cfg.lr,
-                         "schedule": f"{cfg.warmup_steps} warm-up steps, cosine over {cfg.epochs} epochs",
-                         "EMA decay": cfg.ema_decay, "augmentation": "on" if cfg.use_augment else "off",
-                         "initialised from": source_name(cfg.init_from) or "scratch"}}  # fmt: skip
-    return record
+    return {"datasets": [source_name(d) for d in cfg.dataset], "dataset_weights": cfg.weights(),
+            "ink": source_name(cfg.ink) or None, "ink_ratio": cfg.ink_ratio if cfg.ink else 0,
+            "font_text": [source_name(t) for t in cfg.font_text.split(",") if t],
+            "font_ratio": cfg.font_ratio if cfg.font_text else 0,
+            "epochs": epochs, "steps": steps, "lines_seen": lines_seen, "hardware": hardware,
+            "recipe": {"batch size": cfg.batch_size, "peak learning rate": cfg.lr,
+                       "schedule": f"{cfg.warmup_steps} warm-up steps, cosine over {cfg.epochs} epochs",
+                       "EMA decay": cfg.ema_decay, "augmentation": "on" if cfg.use_augment else "off",
+                       "initialised from": source_name(cfg.init_from) or "scratch"}}  # fmt: skip
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, config: object, prefix: str = "") -> None:

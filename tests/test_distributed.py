@@ -165,3 +165,15 @@ def test_a_killed_worker_is_restarted_and_the_run_finishes(parquet_dataset, tmp_
     assert leftovers(out) == []
     torch.load(out / "handwriting_recognizer_best.pth", weights_only=True)  # intact
     assert json.loads((out / "history.json").read_text())[-1]["step"] == 48
+
+
+def test_leftovers_of_a_killed_write_are_removed_and_the_file_kept(tmp_path):
+    from htr.atomic_file import remove_leftovers
+
+    target = tmp_path / "last_state.pt"
+    target.write_bytes(b"saved")
+    (tmp_path / ".last_state.pt.k3j2.tmp").write_bytes(b"half")
+    (tmp_path / ".other.pt.x1.tmp").write_bytes(b"not ours")
+    remove_leftovers(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x1.tmp", "last_state.pt"]
+    assert target.read_bytes() == b"saved"
