@@ -99,22 +99,42 @@ def test_uploaded_line_is_read_with_boxes_and_downloads(page):
     screenshot(page, "demo_upload.png")
 
 
+# Pen strokes of a few letters, as polylines in x-height units (y up from the baseline), and each letter's advance:
+# enough to write "it will" with a handful of strokes (a stroke costs the headless canvas about half a second).
+PEN_LETTERS = {
+    "i": ([[(0, 0), (0, 1)], [(0, 1.45), (0.03, 1.55)]], 0.35),
+    "t": ([[(0.15, 1.8), (0.15, 0.1), (0.35, 0)], [(-0.1, 1), (0.45, 1)]], 0.6),
+    "w": ([[(0, 1), (0.2, 0), (0.4, 0.8), (0.6, 0), (0.8, 1)]], 1.0),
+    "l": ([[(0, 0), (0, 2)]], 0.35),
+}
+
+
+def pen_strokes(text: str, left: float, baseline: float, x_height: float) -> list[list[tuple[float, float]]]:
+    """The polylines that write ``text`` (letters of PEN_LETTERS and spaces), slanted a little, in page pixels."""
+    strokes, x = [], left
+    for char in text:
+        if char != " ":
+            for line in PEN_LETTERS[char][0]:
+                strokes.append([(x + (px + 0.15 * py) * x_height, baseline - py * x_height) for px, py in line])
+        x += (PEN_LETTERS[char][1] if char != " " else 0.7) * x_height
+    return strokes
+
+
 def test_a_line_drawn_on_the_canvas_is_read(page):
     page.get_by_role("tab", name="Write").click()
     page.locator("#sketch button[aria-label='Brush']").click()  # what a person clicks first, too
     canvas = page.locator("#sketch canvas").first
     canvas.wait_for(timeout=30_000)
     box = canvas.bounding_box()
-    left, middle = box["x"] + 60, box["y"] + box["height"] / 2
-    for word in range(3):  # three "words" of up-and-down strokes, like a written line
-        x0 = left + word * 220
-        page.mouse.move(x0, middle)
+    for stroke in pen_strokes("it will", box["x"] + 80, box["y"] + 0.7 * box["height"], 0.25 * box["height"]):
+        page.mouse.move(*stroke[0])
         page.mouse.down()
-        for i in range(1, 13):
-            page.mouse.move(x0 + i * 14, middle + (30 if i % 2 else -30), steps=4)
+        for point in stroke[1:]:
+            page.mouse.move(*point)
         page.mouse.up()
     page.locator("#read-sketch").click()
     page.wait_for_function("() => document.querySelector('#summary').innerText.includes('read')", timeout=120_000)
     assert "1 line read" in page.locator("#summary").inner_text()
+    assert page.locator("#text textarea").input_value() == "it will"
     page.locator("#annotated img").wait_for(timeout=30_000)
     screenshot(page, "demo_drawn.png")
