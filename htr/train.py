@@ -40,6 +40,7 @@ from htr.checkpoint import (
 )
 from htr.cpu_share import CpuShare, usable_cores
 from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_training_data, normalize_text, source_name
+from htr.distillation import Teacher, distillation_loss
 from htr.distributed import ONE_PROCESS, World, all_finite, barrier, from_main, gather, rank_share, sum_over_ranks
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.lm import build_lm
@@ -101,6 +102,9 @@ class TrainConfig:
     render_workers: int = 2  # processes rendering the synthetic lines at the start of each epoch
     lm_order: int = 6  # order of the character LM built from the training texts into checkpoints; 0: none
     ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (e.g. 0.999)
+    teacher: str = ""  # distil: also learn this checkpoint's CTC posteriors frame by frame (htr.distillation)
+    distill_weight: float = 1.0  # weight of the distillation loss beside the CTC loss (with --teacher)
+    distill_temperature: float = 2.0  # softening of both distributions in the distillation loss
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_classes=0))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -124,34 +128,44 @@ def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
 
 
 def ctc_losses(
-    model: CRNN, batch: dict, device: torch.device, dtype: torch.dtype | None, net: torch.nn.Module | None = None
-) -> tuple:
-    """Mean CTC loss of the main head and of the shortcut head (or None); ``net``: the module to run (``model``
-    wrapped in DistributedDataParallel under torchrun)."""
+    model: CRNN, batch: dict, device: torch.device, dtype: torch.dtype | None, net: torch.nn.Module | None = None,
+    teacher: Teacher | None = None, temperature: float = 1.0,
+) -> tuple:  # fmt: skip
+    """Mean CTC loss of the main head, of the shortcut head (or None), and the distillation loss towards
+    ``teacher`` (or None); ``net``: the module to run (``model`` wrapped in DistributedDataParallel under
+    torchrun)."""
     with autocast(device, dtype):
         log_probs, shortcut = (net or model)(batch["images"])
+        target = teacher(batch["images"]) if teacher is not None else None
     lengths = model.output_lengths(batch["widths"])
     args = (batch["targets"], lengths, batch["target_lengths"])
     main = ctc_loss(log_probs, *args, zero_infinity=True)
     aux = ctc_loss(shortcut, *args, zero_infinity=True) if shortcut is not None else None
-    return main, aux
+    distilled = distillation_loss(log_probs, target, lengths, temperature) if target is not None else None
+    return main, aux, distilled
 
 
 def train_step(
     model: CRNN, batch: dict, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device, dtype: torch.dtype | None,
     net: torch.nn.Module | None = None, world: World = ONE_PROCESS, weight: float = 1.0,
+    teacher: Teacher | None = None,
 ) -> float | None:  # fmt: skip
     """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss (of the whole
     global batch under torchrun), or None when the loss was not finite (on any rank) and the batch was skipped.
-    ``weight``: this rank's share of the global batch (``htr.distributed.rank_share``)."""
+    ``weight``: this rank's share of the global batch (``htr.distributed.rank_share``); ``teacher``: distil from
+    it (``cfg.distill_weight``, ``cfg.distill_temperature``)."""
     images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
     if cfg.use_augment:
         images, widths = augment_batch(images, widths, cfg.augment)
     if prefers_channels_last(device, dtype):
         images = images.contiguous(memory_format=torch.channels_last)
-    main, aux = ctc_losses(model, {**batch, "images": images, "widths": widths}, device, dtype, net)
-    loss = weight * (main + cfg.shortcut_weight * aux if aux is not None else main)
+    main, aux, distilled = ctc_losses(model, {**batch, "images": images, "widths": widths}, device, dtype, net,
+                                      teacher, cfg.distill_temperature)  # fmt: skip
+    loss = main + cfg.shortcut_weight * aux if aux is not None else main
+    if distilled is not None:
+        loss = loss + cfg.distill_weight * distilled
+    loss = weight * loss
     optimizer.zero_grad(set_to_none=True)
     if not all_finite(loss, world):  # skip the update rather than poison the weights; the schedule moves on
         scheduler.step()
@@ -217,8 +231,9 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
         known = initial["alphabet"]
         alphabet = Alphabet(known + "".join(sorted(set(Alphabet.from_texts(texts).chars) - set(known))))
         model_cfg = ModelConfig(**{**initial["model_config"], "num_classes": alphabet.num_classes})
-    else:
-        alphabet = Alphabet.from_texts(texts)
+    else:  # a student begins with its teacher's alphabet, so that their classes line up
+        known = read_checkpoint(cfg.teacher)["alphabet"] if cfg.teacher else ""
+        alphabet = Alphabet(known + "".join(sorted(set(Alphabet.from_texts(texts).chars) - set(known))))
         model_cfg = dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)
     model = CRNN(model_cfg)
     if initial is not None:
@@ -247,6 +262,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if prefers_channels_last(device, dtype):
         model = model.to(memory_format=torch.channels_last)
+    teacher = Teacher(cfg.teacher, model_cfg, alphabet, device, prefers_channels_last(device, dtype)) \
+        if cfg.teacher else None  # fmt: skip
     net = None  # what the training step runs: the model itself, or wrapped to all-reduce its gradients
     if world.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -324,7 +341,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
             for batch, (_, weight) in zip(bar, shares):
                 if cpu_share is not None:
                     cpu_share.update()
-                loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype, net, world, weight)
+                loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype, net, world, weight,
+                                  teacher)  # fmt: skip
                 if ema is not None and world.is_main:
                     ema.update_parameters(model)
                 lines_seen += len(batches[batch_in_epoch])  # the global batch
@@ -434,7 +452,9 @@ def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, 
             "recipe": {"batch size": cfg.batch_size, "peak learning rate": cfg.lr,
                        "schedule": f"{cfg.warmup_steps} warm-up steps, cosine over {cfg.epochs} epochs",
                        "EMA decay": cfg.ema_decay, "augmentation": "on" if cfg.use_augment else "off",
-                       "initialised from": source_name(cfg.init_from) or "scratch"}}  # fmt: skip
+                       "initialised from": source_name(cfg.init_from) or "scratch",
+                       "distilled from": (f"{source_name(cfg.teacher)} (weight {cfg.distill_weight}, temperature "
+                                          f"{cfg.distill_temperature})") if cfg.teacher else "none"}}  # fmt: skip
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, config: object, prefix: str = "") -> None:

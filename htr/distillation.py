@@ -1,0 +1,59 @@
+"""Distillation: a smaller student learns a trained teacher's CTC posteriors, frame by frame.
+
+Dense targets: every frame of every line carries the teacher's whole distribution over the characters, which
+teaches more per line than the transcription alone (Hinton et al., 2015; for CTC, frame-level KL as in Kurata &
+Audhkhasi, 2018). Student and teacher must see the same frames: the same image height and pixels per frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from htr.alphabet import Alphabet
+from htr.model_config import ModelConfig
+
+ABSENT = -1e4  # the teacher's log-probability of characters it does not know
+
+
+class Teacher:
+    """A trained checkpoint run without gradients: ``teacher(images)`` gives its log-probabilities (T, B, C) over
+    the student's classes (characters the teacher lacks get probability 0)."""
+
+    def __init__(self, checkpoint: str | Path, student: ModelConfig, alphabet: Alphabet, device: torch.device,
+                 channels_last: bool = False) -> None:  # fmt: skip
+        from htr.checkpoint import model_from_checkpoint, read_checkpoint
+
+        state = read_checkpoint(checkpoint)
+        model, known = model_from_checkpoint(state, checkpoint, device)
+        config = model.config
+        if (config.height, config.width_factor) != (student.height, student.width_factor):
+            raise ValueError(f"teacher {checkpoint}: {config.height} px high, {config.width_factor} px a frame; the "
+                             f"student: {student.height} px, {student.width_factor} px (they must match)")  # fmt: skip
+        if not alphabet.chars.startswith(known.chars):
+            raise ValueError(f"teacher {checkpoint}: its alphabet must begin the student's")
+        self.model = model.requires_grad_(False)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.missing = alphabet.num_classes - known.num_classes
+        self.alphabet = known
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        log_probs, _ = self.model(images)
+        if self.missing:
+            log_probs = torch.nn.functional.pad(log_probs, (0, self.missing), value=ABSENT)
+        return log_probs
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """KL(teacher ‖ student) of each frame's distribution, both softened by ``temperature``, averaged over the
+    lines' real frames (``lengths``; padding frames do not count) and scaled by temperature² (Hinton et al.)."""
+    target = torch.log_softmax(teacher.float() / temperature, -1)
+    predicted = torch.log_softmax(student.float() / temperature, -1)
+    per_frame = (target.exp() * (target - predicted)).sum(-1)  # (T, B)
+    real = torch.arange(per_frame.shape[0], device=per_frame.device)[:, None] < lengths.to(per_frame.device)[None]
+    return (per_frame * real).sum() / real.sum().clamp(min=1) * temperature**2
