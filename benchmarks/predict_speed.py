@@ -10,6 +10,11 @@ Runtime (exported first, also quantized to int8 with 64 train lines for calibrat
 given by path (run by ``--run-baseline``, its own preprocessing: squashed to 64×512, greedy). Settings take turns
 ``--repeat`` times. Prints lines/s (median run) with the range of run times, peak memory, CER and WER per
 setting, and our speed over the baseline's. ONNX greedy runs read the ONNX file alone, without PyTorch.
+
+``--cpu native avx2`` runs everything twice: as this CPU is, and acting as an AVX2-only CPU (no AVX-512, no native
+bf16): ``ATEN_CPU_CAPABILITY=avx2`` and ``ONEDNN_MAX_CPU_ISA=AVX2`` for every process, baseline included, checked
+by asking PyTorch and oneDNN which instructions they then use (printed). ONNX Runtime has no such switch: its rows
+under ``avx2`` still use this CPU's own kernels and are marked so.
 """
 
 from __future__ import annotations
@@ -67,11 +72,30 @@ def run_baseline(weights: str, files: list[str], batch_size: int = 32) -> None:
                 print(f"{path}\t{''.join(text)}")
 
 
-def timed(command: list[str]) -> tuple[float, float, str]:
+CPU_KINDS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+ISA_CHECK = """
+import torch
+from htr.runtime import cpu_has_native_bf16
+with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), torch.inference_mode():
+    torch.nn.Conv2d(32, 32, 3)(torch.randn(2, 32, 64, 256))
+print("ATen kernels", torch.backends.cpu.get_cpu_capability(), "| native bf16 autocast", cpu_has_native_bf16())
+"""
+
+
+def instructions(env: dict[str, str]) -> str:
+    """What PyTorch and oneDNN use under ``env``: ATen's kernel level, bf16 choice and oneDNN's ISA line."""
+    result = subprocess.run([sys.executable, "-c", ISA_CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
+                            check=True)  # fmt: skip
+    onednn = next((field.removeprefix("isa:") for line in result.stdout.splitlines() if "onednn_verbose" in line
+                   for field in line.split(",") if field.startswith("isa:")), "?")  # fmt: skip
+    return f"{result.stdout.splitlines()[-1]} | oneDNN {onednn}"
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak resident memory (MiB) and stdout of one process."""
     with tempfile.TemporaryFile("w+") as out:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.DEVNULL, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -88,6 +112,8 @@ def main() -> None:
     parser.add_argument("--split", default="validation")
     parser.add_argument("--baseline", help="the baseline's state_dict (not part of this project)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting; the median time is reported")
+    parser.add_argument("--cpu", nargs="+", choices=list(CPU_KINDS), default=["native"],
+                        help="this CPU as it is, and/or acting as an AVX2-only CPU")  # fmt: skip
     parser.add_argument("--run-baseline", nargs="+", metavar=("WEIGHTS", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_baseline:
@@ -97,7 +123,6 @@ def main() -> None:
         parser.error("--dataset is required")
     sys.path.insert(0, str(ROOT))
     from htr.data import decode_row_image, load_splits, normalize_text
-    from htr.metrics import cer, wer
 
     split = load_splits(args.dataset)[args.split]
     references: dict[str, str] = {}
@@ -126,29 +151,41 @@ def main() -> None:
             ]  # fmt: skip
         print(f"{len(files)} line images from {args.dataset} ({args.split}); {os.cpu_count()} CPUs; whole process; "
               f"median of {args.repeat} run(s), settings taken in turn")  # fmt: skip
-        runs: dict[str, list[float]] = {name: [] for name in settings}
-        results: dict[str, tuple[float, str]] = {}
-        for _ in range(args.repeat):
-            for name, command in settings.items():
-                seconds, memory, stdout = timed(command)
-                runs[name].append(seconds)
-                results[name] = max(memory, results.get(name, (0.0, ""))[0]), stdout
-        rates = {}
-        for name, (memory, stdout) in results.items():
-            seconds = statistics.median(runs[name])
-            texts = dict(line.split("\t")[:2] for line in stdout.splitlines() if "\t" in line)
-            hypotheses = [texts.get(f, "") for f in files]
-            truth = [references[f] for f in files]
-            rates[name] = len(files) / seconds
-            errors = f"CER {100 * cer(truth, hypotheses):5.2f}%  WER {100 * wer(truth, hypotheses):5.2f}%"
-            spread = f"{min(runs[name]):5.1f}-{max(runs[name]):5.1f} s"
-            print(f"{name:48s} {rates[name]:6.1f} lines/s  ({spread})  peak {memory:6.0f} MiB  {errors}",
-                  flush=True)  # fmt: skip
-        if args.baseline:
-            base = rates[next(n for n in rates if n.startswith("baseline"))]
-            for name, rate in rates.items():
-                if name.startswith("ours"):
-                    print(f"{name}: {rate / base:.2f}× the baseline's speed")
+        for kind in args.cpu:
+            env = {**os.environ, **CPU_KINDS[kind]}
+            print(f"\n--cpu {kind}: {instructions(env)}", flush=True)
+            report(settings, env, files, references, args.repeat, onnx_native=kind != "native")
+
+
+def report(settings: dict[str, list[str]], env: dict[str, str], files: list[str], references: dict[str, str],
+           repeat: int, onnx_native: bool) -> None:  # fmt: skip
+    """Run every setting ``repeat`` times in turn under ``env``; print speed, memory, CER and WER of each."""
+    from htr.metrics import cer, wer
+
+    runs: dict[str, list[float]] = {name: [] for name in settings}
+    results: dict[str, tuple[float, str]] = {}
+    for _ in range(repeat):
+        for name, command in settings.items():
+            seconds, memory, stdout = timed(command, env)
+            runs[name].append(seconds)
+            results[name] = max(memory, results.get(name, (0.0, ""))[0]), stdout
+    rates = {}
+    for name, (memory, stdout) in results.items():
+        seconds = statistics.median(runs[name])
+        texts = dict(line.split("\t")[:2] for line in stdout.splitlines() if "\t" in line)
+        hypotheses = [texts.get(f, "") for f in files]
+        truth = [references[f] for f in files]
+        rates[name] = len(files) / seconds
+        errors = f"CER {100 * cer(truth, hypotheses):5.2f}%  WER {100 * wer(truth, hypotheses):5.2f}%"
+        spread = f"{min(runs[name]):5.1f}-{max(runs[name]):5.1f} s"
+        mark = "  (this CPU's own kernels)" if onnx_native and "ONNX" in name else ""
+        print(f"{name:48s} {rates[name]:6.1f} lines/s  ({spread})  peak {memory:6.0f} MiB  {errors}{mark}",
+              flush=True)  # fmt: skip
+    base = next((rate for name, rate in rates.items() if name.startswith("baseline")), None)
+    if base:
+        for name, rate in rates.items():
+            if name.startswith("ours"):
+                print(f"{name}: {rate / base:.2f}× the baseline's speed")
 
 
 if __name__ == "__main__":

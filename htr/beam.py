@@ -3,14 +3,13 @@
 Each hypothesis is a prefix with two probabilities, ending in a blank or in its last character, summed over all
 CTC alignments (Hannun et al., 2014). A prefix is ranked by
 ``log P_ctc(prefix) + lm_weight * log P_lm(prefix) + insertion_bonus * len(prefix)``; at the end of the line the
-language model also scores the end of the line. The beam is kept in NumPy arrays so each frame costs a few vector
-operations; characters whose frame probability is below ``exp(prune_logp)`` are not tried as extensions, and an
-extension is only built when it could enter the beam.
+language model also scores the end of the line. The lines of a batch are searched together, their beams kept in
+NumPy arrays (lines × beam slots), so each frame costs a few vector operations for the whole batch; characters
+whose frame probability is below ``exp(prune_logp)`` are not tried as extensions, frames where no line tries one
+are passed in closed form, and an extension becomes a node only when it wins a place in its line's beam.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,40 +25,33 @@ class LMScorer:
         self.lm = lm
         unknown = lm.index[UNK]
         self.columns = np.array([lm.index[EOS]] + [lm.index.get(c, unknown) for c in alphabet.chars])
-        self._rows: dict[str, np.ndarray] = {}
+        self.rows: dict[str, np.ndarray] = {}  # the rows met so far, by context
 
     def row(self, context: str) -> np.ndarray:
-        row = self._rows.get(context)
+        row = self.rows.get(context)
         if row is None:
-            if len(self._rows) > 500_000:
-                self._rows.clear()
-            row = self._rows[context] = self.lm.distribution(context)[self.columns]
+            if len(self.rows) > 500_000:
+                self.rows.clear()
+            row = self.rows[context] = self.lm.distribution(context)[self.columns]
         return row
 
 
-@dataclass
 class _Prefixes:
-    """A trie of the prefixes met while decoding one line; node 0 is the empty prefix."""
+    """The prefixes met while decoding, as a tree: node 0 is the empty prefix, every other node one label added to
+    its parent. Two nodes may spell the same prefix (one that left a beam and came back), never two in a beam at
+    once: extensions of distinct prefixes are distinct."""
 
-    parent: list[int]
-    label: list[int]
-    context: list[str]  # the LM context of each node: the last (order - 1) characters, BOS-prefixed
-    children: dict[tuple[int, int], int]
+    def __init__(self, keep: int) -> None:
+        self.parent, self.label, self.context = [-1], [BLANK], [BOS]  # context: the LM's, last ``keep`` characters
+        self.keep = keep
 
-    @classmethod
-    def empty(cls) -> _Prefixes:
-        return cls([-1], [BLANK], [BOS], {})
-
-    def child(self, node: int, label: int, chars: str, keep: int) -> int:
-        key = (node, label)
-        found = self.children.get(key)
-        if found is None:
-            found = self.children[key] = len(self.parent)
-            self.parent.append(node)
-            self.label.append(label)
-            context = self.context[node] + chars[label - 1]
-            self.context.append(context[-keep:] if keep else "")
-        return found
+    def add(self, parents: list[int], labels: list[int], chars: str) -> list[int]:
+        first = len(self.parent)
+        self.parent += parents
+        self.label += labels
+        keep, context = self.keep, self.context
+        context += [(context[p] + chars[c - 1])[-keep:] if keep else "" for p, c in zip(parents, labels)]
+        return list(range(first, len(self.parent)))
 
     def labels(self, node: int) -> list[int]:
         out = []
@@ -69,65 +61,115 @@ class _Prefixes:
         return out[::-1]
 
 
-def prefix_beam_search(
-    log_probs: np.ndarray, alphabet: Alphabet, beam_width: int = 16, scorer: LMScorer | None = None,
-    lm_weight: float = 0.0, insertion_bonus: float = 0.0, prune_logp: float = -10.0,
-) -> list[int]:  # fmt: skip
-    """Best label sequence for one line. ``log_probs``: (T, C) natural-log CTC posteriors, blank at index 0."""
-    log_probs = np.asarray(log_probs, dtype=np.float64)
-    num_classes = log_probs.shape[1]
+def _through_blank_frames(
+    frames: np.ndarray, blank_end: np.ndarray, label_end: np.ndarray, last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The beams' two probabilities (lines × slots) after ``frames`` (R, lines, C + 1; the last class: -inf, for
+    the empty prefix's "no label") in which no character is tried: every alignment stays on its last label or moves
+    to (and stays in) the blank; closed form over the R frames."""
+    stay = np.take_along_axis(frames, np.broadcast_to(last, (len(frames), *last.shape)), axis=2)  # (R, L, S)
+    stayed = np.cumsum(stay, axis=0)  # label_end after each frame, less label_end
+    before = np.concatenate([np.zeros((1, *last.shape)), stayed[:-1]]) + label_end  # label_end entering each frame
+    blanks_from = np.cumsum(frames[::-1, :, BLANK], axis=0)[::-1]  # (R, L): log P(blank in frames t..R-1)
+    from_label = np.logaddexp.reduce(before + blanks_from[:, :, None], axis=0)
+    return np.logaddexp(blank_end + blanks_from[0][:, None], from_label), label_end + stayed[-1]
+
+
+def beam_search_batch(
+    log_probs: np.ndarray, lengths: list[int], alphabet: Alphabet, beam_width: int = 16,
+    scorer: LMScorer | None = None, lm_weight: float = 0.0, insertion_bonus: float = 0.0, prune_logp: float = -8.0,
+) -> list[list[int]]:  # fmt: skip
+    """Best label sequence of each line of a batch. ``log_probs``: (T, B, C) natural-log CTC posteriors, blank at
+    index 0; ``lengths``: each line's frames."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    frames = np.array(log_probs[: max(lengths, default=0)], dtype=np.float64)
+    count, lines, num_classes = frames.shape
+    if not lines or not count:
+        return [[] for _ in range(lines)]
+    ended = np.arange(count)[:, None] >= lengths[None, :]  # past a line's end: a certain blank, which changes nothing
+    frames[ended] = -np.inf
+    frames[..., BLANK][ended] = 0.0
+    staying = np.concatenate([frames, np.full((count, lines, 1), -np.inf)], axis=2)  # class num_classes: none
     use_lm = scorer is not None and lm_weight != 0.0
-    keep = scorer.lm.order - 1 if scorer is not None else 0
-    trie = _Prefixes.empty()
-    nodes = np.zeros(1, dtype=np.int64)
-    blank_end = np.zeros(1)  # log P(prefix, alignment ends in blank)
-    label_end = np.full(1, -np.inf)  # log P(prefix, alignment ends in its last label)
-    bonus = np.zeros(1)  # LM and insertion score of the prefix
-    last = np.full(1, num_classes)  # last label of the prefix (num_classes: none)
-    for frame in log_probs:
-        with_none = np.append(frame, -np.inf)
+    trie = _Prefixes(scorer.lm.order - 1 if scorer is not None else 0)
+    chars = alphabet.chars
+    # each line's beam in slots (L, S); an empty slot: node -2, probabilities -inf
+    nodes = np.zeros((lines, 1), dtype=np.int64)
+    parents = np.full((lines, 1), -1)  # each prefix's parent node
+    blank_end = np.zeros((lines, 1))  # log P(prefix, alignment ends in blank)
+    label_end = np.full((lines, 1), -np.inf)  # log P(prefix, alignment ends in its last label)
+    bonus = np.zeros((lines, 1))  # LM and insertion score of the prefix
+    last = np.full((lines, 1), num_classes)  # last label of the prefix (num_classes: none)
+    lm_rows = np.broadcast_to(scorer.row(BOS), (lines, 1, num_classes)) if use_lm else None  # carried with the beam
+    tried = frames[:, :, 1:] > prune_logp
+    busy = np.flatnonzero(tried.any(axis=(1, 2)))  # frames where some line tries some character
+    rows, t = np.arange(lines)[:, None], 0
+    for next_busy in [*busy.tolist(), count]:
+        if next_busy > t:  # a run of frames where only the blank and staying put count
+            blank_end, label_end = _through_blank_frames(staying[t:next_busy], blank_end, label_end, last)
+        if next_busy == count:
+            break
+        t = next_busy + 1
+        frame = frames[next_busy]  # (L, C)
         total = np.logaddexp(blank_end, label_end)
-        stay_blank = total + frame[BLANK]
-        stay_label = label_end + with_none[last]
-        stay_score = np.logaddexp(stay_blank, stay_label) + bonus
-        candidates = np.flatnonzero(frame[1:] > prune_logp) + 1
-        if candidates.size:
-            ext = total[:, None] + frame[candidates][None, :]  # (B, K)
-            repeat = last[:, None] == candidates[None, :]
-            ext[repeat] = (blank_end[:, None] + frame[candidates][None, :])[repeat]  # "aa" needs a blank between
-            gain = np.full(ext.shape, insertion_bonus)
+        stay_blank = total + frame[:, :1]
+        stay_label = label_end + staying[next_busy][rows, last]
+        candidates = np.flatnonzero(tried[next_busy].any(axis=0)) + 1  # ascending; tried by at least one line
+        chance = np.where(tried[next_busy][:, candidates - 1], frame[:, candidates], -np.inf)  # (L, K)
+        repeat = last[:, :, None] == candidates  # "aa" needs a blank between
+        ext = np.where(repeat, blank_end[:, :, None], total[:, :, None]) + chance[:, None, :]  # (L, S, K)
+        gain = insertion_bonus + lm_weight * lm_rows[:, :, candidates] if use_lm else insertion_bonus
+        ext_score = ext + bonus[:, :, None] + gain
+        # an extension that spells a prefix already in the beam (its parent extended by its last label) adds its
+        # probability there instead of taking a place
+        line, extended, child = np.nonzero(parents[:, None, :] == nodes[:, :, None])
+        if line.size:
+            column = np.searchsorted(candidates, last[line, child]).clip(max=len(candidates) - 1)
+            found = candidates[column] == last[line, child]
+            line, extended, child, column = line[found], extended[found], child[found], column[found]
+            stay_label[line, child] = np.logaddexp(stay_label[line, child], ext[line, extended, column])
+            ext_score[line, extended, column] = -np.inf
+        slots = nodes.shape[1]
+        scores = np.concatenate([np.logaddexp(stay_blank, stay_label) + bonus, ext_score.reshape(lines, -1)], 1)
+        keep = np.argpartition(scores, -beam_width, axis=1)[:, -beam_width:] if scores.shape[1] > beam_width \
+            else np.broadcast_to(np.arange(scores.shape[1]), scores.shape)  # fmt: skip
+        alive = np.take_along_axis(scores, keep, 1) > -np.inf
+        source = np.where(keep < slots, keep, (keep - slots) // len(candidates))  # the slot kept or extended
+        column = np.maximum(keep - slots, 0) % len(candidates)
+        is_new = (keep >= slots) & alive
+        nodes, parents, last = nodes[rows, source], parents[rows, source], last[rows, source]
+        blank_end, label_end = stay_blank[rows, source], stay_label[rows, source]
+        bonus = bonus[rows, source]
+        if use_lm:
+            lm_rows = lm_rows[rows, source]
+        if is_new.any():
+            at = np.nonzero(is_new)
+            labels = candidates[column[at]]
+            new_nodes = trie.add(nodes[at].tolist(), labels.tolist(), chars)
+            parents[at], last[at] = nodes[at], labels
+            blank_end[at] = -np.inf
+            label_end[at] = ext[at[0], source[at], column[at]]
+            bonus[at] = bonus[at] + gain[at[0], source[at], column[at]] if use_lm else bonus[at] + insertion_bonus
+            nodes[at] = new_nodes
             if use_lm:
-                gain += lm_weight * np.stack([scorer.row(trie.context[n]) for n in nodes])[:, candidates]
-            ext_score = ext + bonus[:, None] + gain
-            cutoff = np.partition(stay_score, -beam_width)[-beam_width] if len(nodes) >= beam_width else -np.inf
-            rows, cols = np.nonzero(ext_score > cutoff)
-        else:
-            rows = cols = ()
-        position = {n: i for i, n in enumerate(nodes.tolist())}
-        new_nodes, new_label_end, new_bonus, new_last = [], [], [], []
-        for i, k in zip(rows, cols):
-            label = int(candidates[k])
-            child = trie.child(int(nodes[i]), label, alphabet.chars, keep)
-            j = position.get(child)
-            if j is not None:  # the extension is a prefix already in the beam: add its probability there
-                stay_label[j] = np.logaddexp(stay_label[j], ext[i, k])
-            else:
-                new_nodes.append(child)
-                new_label_end.append(ext[i, k])
-                new_bonus.append(bonus[i] + gain[i, k])
-                new_last.append(label)
-        if new_nodes:
-            nodes = np.concatenate([nodes, new_nodes])
-            blank_end = np.concatenate([stay_blank, np.full(len(new_nodes), -np.inf)])
-            label_end = np.concatenate([stay_label, new_label_end])
-            bonus = np.concatenate([bonus, new_bonus])
-            last = np.concatenate([last, new_last])
-        else:
-            blank_end, label_end = stay_blank, stay_label
-        if len(nodes) > beam_width:
-            best = np.argpartition(np.logaddexp(blank_end, label_end) + bonus, -beam_width)[-beam_width:]
-            nodes, blank_end, label_end, bonus, last = (a[best] for a in (nodes, blank_end, label_end, bonus, last))
+                known, context = scorer.rows, trie.context
+                lm_rows[at] = np.stack([known.get(context[n]) if context[n] in known else scorer.row(context[n])
+                                        for n in new_nodes])  # fmt: skip
+        if not alive.all():
+            dead = ~alive
+            nodes[dead], parents[dead], blank_end[dead], label_end[dead] = -2, -3, -np.inf, -np.inf
     final = np.logaddexp(blank_end, label_end) + bonus
     if use_lm:
-        final = final + lm_weight * np.array([scorer.row(trie.context[n])[BLANK] for n in nodes])
-    return trie.labels(int(nodes[np.argmax(final)]))
+        final = final + lm_weight * lm_rows[:, :, BLANK]
+    best = nodes[np.arange(lines), np.argmax(final, axis=1)]
+    return [trie.labels(int(node)) for node in best]
+
+
+def prefix_beam_search(
+    log_probs: np.ndarray, alphabet: Alphabet, beam_width: int = 16, scorer: LMScorer | None = None,
+    lm_weight: float = 0.0, insertion_bonus: float = 0.0, prune_logp: float = -8.0,
+) -> list[int]:  # fmt: skip
+    """Best label sequence for one line (``beam_search_batch`` of a batch of one). ``log_probs``: (T, C)."""
+    log_probs = np.asarray(log_probs)
+    return beam_search_batch(log_probs[:, None], [len(log_probs)], alphabet, beam_width, scorer, lm_weight,
+                             insertion_bonus, prune_logp)[0]  # fmt: skip

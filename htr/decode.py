@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from htr.alphabet import BLANK, Alphabet
-from htr.beam import LMScorer, prefix_beam_search
+from htr.beam import LMScorer, beam_search_batch
 from htr.decoding_options import DECODERS, DEFAULT_BEAM_WIDTH, DEFAULT_INSERTION_BONUS, DEFAULT_LM_WEIGHT
 from htr.lm import CharLM, load_lm
 
@@ -103,18 +103,10 @@ class Decoder:
             scorer = self._scorers.get(alphabet.chars)
             if scorer is None:
                 scorer = self._scorers[alphabet.chars] = LMScorer(self.lm, alphabet)
-        frames = np.asarray(log_probs, dtype=np.float32)
-        return [
-            prefix_beam_search(
-                frames[:n, b],
-                alphabet,
-                self.beam_width,
-                scorer,
-                self.lm_weight if scorer else 0.0,
-                self.insertion_bonus if scorer else 0.0,
-            )  # fmt: skip
-            for b, n in enumerate(map(int, lengths))
-        ]
+        return beam_search_batch(
+            np.asarray(log_probs), [int(n) for n in lengths], alphabet, self.beam_width, scorer,
+            self.lm_weight if scorer else 0.0, self.insertion_bonus if scorer else 0.0,
+        )  # fmt: skip
 
 
 def make_decoder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from pathlib import Path
 
@@ -22,11 +23,20 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512",
+             "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")  # fmt: skip
+
+
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX512-BF16 or AMX, where bf16 autocast roughly doubles CRNN training speed."""
+    """True on CPUs with AVX512-BF16 or AMX, where bf16 autocast roughly doubles CRNN training speed, unless
+    ``ATEN_CPU_CAPABILITY`` or ``ONEDNN_MAX_CPU_ISA`` hold PyTorch below them (e.g. to act as an AVX2 CPU)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
+        return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper() not in BF16_ISAS:
+        return False
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

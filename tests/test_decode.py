@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from htr.alphabet import BLANK, Alphabet
-from htr.beam import LMScorer, prefix_beam_search
+from htr.beam import LMScorer, beam_search_batch, prefix_beam_search
 from htr.checkpoint import atomic_save, model_checkpoint
 from htr.decode import Decoder, confidences, greedy_paths
 from htr.lm import BOS, EOS, CharLM, build_lm, drop_overlapping, load_lm
@@ -209,3 +209,18 @@ def test_lm_build_takes_several_datasets(parquet_dataset, tmp_path):
     kept = int(built.stdout.split("\n")[-2].split()[0])  # "N lines -> 3-gram kn: ..."
     left_out = int(built.stdout.split("left out ")[1].split()[0])
     assert kept + left_out == 48 + 5  # every train line of both datasets, less those sharing validation text
+
+
+def test_a_ragged_batch_is_searched_as_each_line_alone():
+    rng = np.random.default_rng(3)
+    alphabet = Alphabet("ab ")
+    lm = build_lm(["ab ba", "aa b", "bab a", "a b a b"], order=3)
+    scorer = LMScorer(lm, alphabet)
+    lengths = [int(n) for n in rng.integers(1, 40, size=9)]
+    lines = [peaked_posteriors(rng, n, alphabet.num_classes, peak=0.5) for n in lengths]
+    batch = np.full((max(lengths), len(lines), alphabet.num_classes), np.log(0.25))  # padding: never read
+    for b, line in enumerate(lines):
+        batch[: len(line), b] = line
+    for width, weight, bonus in [(1, 0.0, 0.0), (4, 0.8, 0.5), (16, 1.0, 1.5)]:
+        together = beam_search_batch(batch, lengths, alphabet, width, scorer, weight, bonus)
+        assert together == [prefix_beam_search(line, alphabet, width, scorer, weight, bonus) for line in lines]
