@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--split", default="validation")
     parser.add_argument("--baseline", help="the baseline's state_dict (not part of this project)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting; the median time is reported")
+    parser.add_argument("--folder", help="the checkpoint's model folder (python -m htr.hub export): also time ONNX "
+                        "beam search reading its LM from there, without PyTorch")  # fmt: skip
     parser.add_argument("--cpu", nargs="+", choices=list(CPU_KINDS), default=["native"],
                         help="this CPU as it is, and/or acting as an AVX2-only CPU")  # fmt: skip
     parser.add_argument("--run-baseline", nargs="+", metavar=("WEIGHTS", "IMAGE"), help=argparse.SUPPRESS)
@@ -145,6 +147,10 @@ def main() -> None:
             "ours, ONNX Runtime int8, greedy": [*predict, "--decoder", "greedy", "--onnx", int8_path],
             "ours, ONNX Runtime int8, beam 16 + LM": [*predict, "--onnx", int8_path],
         }
+        if args.folder:
+            settings["ours, ONNX Runtime int8, beam 16 + LM, model folder"] = [
+                *predict, "--onnx", int8_path, "--checkpoint", args.folder,
+            ]  # fmt: skip
         if args.baseline:
             settings["baseline CRNN (0.7M, 64x512 squashed), greedy"] = [
                 sys.executable, __file__, "--run-baseline", args.baseline, *files,

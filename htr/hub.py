@@ -20,10 +20,12 @@ import os
 import re
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from htr.atomic_file import atomic_write
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -80,6 +82,7 @@ def write_config(config: dict, folder: str | Path) -> None:
 
 def lm_tensors(lm: dict) -> dict[str, torch.Tensor]:
     """A checkpoint's LM state (``htr.lm.CharLM.to_state``) as plain tensors: n-gram strings as UTF-8 bytes."""
+    import torch
 
     def text(value: str) -> torch.Tensor:
         return torch.frombuffer(bytearray(value.encode("utf-8")), dtype=torch.uint8).clone()
@@ -90,6 +93,36 @@ def lm_tensors(lm: dict) -> dict[str, torch.Tensor]:
         "backoff_ngrams": text(lm["backoff_ngrams"]),
         "backoffs": lm["backoffs"].to(torch.float32).contiguous(),
     }
+
+
+def lm_state(tensors: dict, order: int) -> dict:
+    """The LM state (``htr.lm.CharLM.from_state`` reads it) of a folder's ``lm.safetensors`` tensors (PyTorch or
+    NumPy)."""
+    import numpy as np
+
+    def text(key: str) -> str:
+        return bytes(np.asarray(tensors[key])).decode("utf-8")
+
+    return {"order": order, "ngrams": text("ngrams"), "logprobs": tensors["logprobs"],
+            "backoff_ngrams": text("backoff_ngrams"), "backoffs": tensors["backoffs"]}  # fmt: skip
+
+
+def read_for_decoding(folder: str | Path) -> dict:
+    """What decoding the outputs of an exported network needs from a model folder, read without PyTorch: its
+    ``alphabet`` and, when it has one, its ``lm`` state (as in a checkpoint dict). ValueError in one line."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+        state = {"alphabet": str(config["alphabet"])}
+        if config.get("language_model"):
+            state["lm"] = lm_state(load_file(folder / LM_NAME), int(config["language_model"]["order"]))
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{folder}: cannot read its alphabet or language model ({reason})") from None
+    return state
 
 
 def read_pretrained(folder: str | Path) -> dict:
@@ -129,14 +162,7 @@ def read_pretrained(folder: str | Path) -> dict:
     try:
         checkpoint["state_dict"] = load_file(weights_path)
         if config.get("language_model"):
-            tensors = load_file(folder / LM_NAME)
-            checkpoint["lm"] = {
-                "order": int(config["language_model"]["order"]),
-                "ngrams": bytes(tensors["ngrams"].numpy()).decode("utf-8"),
-                "logprobs": tensors["logprobs"],
-                "backoff_ngrams": bytes(tensors["backoff_ngrams"].numpy()).decode("utf-8"),
-                "backoffs": tensors["backoffs"],
-            }
+            checkpoint["lm"] = lm_state(load_file(folder / LM_NAME), int(config["language_model"]["order"]))
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{folder}: cannot read its weights or language model ({reason})") from None

@@ -119,9 +119,14 @@ class Recognizer:
             onnx_network = OnnxNetwork(onnx)
             self.network, self.alphabet, state = onnx_network, onnx_network.alphabet, {}
             if decoder_options.get("decoder", "auto") != "greedy" and decoder_options.get("lm", "auto") == "auto":
-                from htr.checkpoint import read_checkpoint
+                if Path(checkpoint).is_dir():  # a model folder: its LM is read without PyTorch
+                    from htr.hub import read_for_decoding
 
-                state = read_checkpoint(checkpoint)  # for its language model
+                    state = read_for_decoding(checkpoint)
+                else:
+                    from htr.checkpoint import read_checkpoint
+
+                    state = read_checkpoint(checkpoint)  # for its language model
                 if state["alphabet"] != self.alphabet.chars:
                     raise ValueError(f"{onnx} was not exported from {checkpoint} (their alphabets differ)")
         else:

@@ -92,3 +92,41 @@ def test_unusable_onnx_files_get_one_line_and_exit_2(tmp_path, capsys):
         assert predict.main([str(tmp_path / "line.png"), "--onnx", str(tmp_path / name), *options]) == 2
         captured = capsys.readouterr()
         assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err, name
+
+
+def test_onnx_beam_search_with_a_model_folder_never_imports_pytorch(tmp_path):
+    from htr import hub
+    from htr.checkpoint import read_checkpoint
+    from htr.lm import build_lm
+
+    alphabet = Alphabet("abcdefghijklmnopqrstuvwxyz ")
+    config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 16]],
+                         rnn_hidden=16, rnn_layers=1)  # fmt: skip
+    torch.manual_seed(1)
+    lm = build_lm(["the cat sat on the mat", "a dog ran", "hello world"], order=3)
+    atomic_save(model_checkpoint(CRNN(config).eval(), alphabet, lm=lm), tmp_path / "model.pth")
+    hub.save_pretrained(read_checkpoint(tmp_path / "model.pth"), tmp_path / "folder")
+    export_onnx(tmp_path / "model.pth", tmp_path / "model.onnx")
+    for i, text in enumerate(["the cat", "hello world"]):
+        render_line(text).save(tmp_path / f"{i}.png")
+    images = [str(tmp_path / f"{i}.png") for i in range(2)]
+    options = ["--decoder", "beam", "--lm-weight", "2", "--format", "tsv"]  # a strong LM: the readings show it
+    with_pth = subprocess.run([sys.executable, "predict.py", "--checkpoint", str(tmp_path / "model.pth"), *options,
+                               "--onnx", str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip  # the LM read from the .pth, with PyTorch
+    assert with_pth.returncode == 0, with_pth.stderr
+    without_torch = (
+        "import sys, predict; code = predict.main(sys.argv[1:]); "
+        "print('PyTorch imported' if 'torch' in sys.modules else 'no PyTorch', file=sys.stderr); sys.exit(code)"
+    )
+    by_onnx = subprocess.run([sys.executable, "-c", without_torch, "--checkpoint", str(tmp_path / "folder"), *options,
+                              "--onnx", str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert by_onnx.returncode == 0, by_onnx.stderr
+    assert by_onnx.stderr.strip() == "no PyTorch"
+    texts = [r.split("\t")[1] for r in by_onnx.stdout.splitlines()]
+    assert texts == [r.split("\t")[1] for r in with_pth.stdout.splitlines()] and len(texts) == 2
+    greedy = subprocess.run([sys.executable, "predict.py", "--decoder", "greedy", "--format", "tsv", "--onnx",
+                             str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert texts != [r.split("\t")[1] for r in greedy.stdout.splitlines()]  # the folder's LM was used
