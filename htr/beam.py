@@ -38,20 +38,27 @@ class LMScorer:
 
 class _Prefixes:
     """The prefixes met while decoding, as a tree: node 0 is the empty prefix, every other node one label added to
-    its parent. Two nodes may spell the same prefix (one that left a beam and came back), never two in a beam at
-    once: extensions of distinct prefixes are distinct."""
+    its parent, one node per prefix (a prefix that left a beam and comes back gets its old node), so that an
+    extension spells a prefix already in a beam exactly when that prefix's parent is the extended node."""
 
     def __init__(self, keep: int) -> None:
         self.parent, self.label, self.context = [-1], [BLANK], [BOS]  # context: the LM's, last ``keep`` characters
+        self.children: dict[tuple[int, int], int] = {}
         self.keep = keep
 
     def add(self, parents: list[int], labels: list[int], chars: str) -> list[int]:
-        first = len(self.parent)
-        self.parent += parents
-        self.label += labels
-        keep, context = self.keep, self.context
-        context += [(context[p] + chars[c - 1])[-keep:] if keep else "" for p, c in zip(parents, labels)]
-        return list(range(first, len(self.parent)))
+        """The nodes of the given extensions, made when new."""
+        nodes = []
+        children, keep, context = self.children, self.keep, self.context
+        for parent, label in zip(parents, labels):
+            node = children.get((parent, label))
+            if node is None:
+                node = children[(parent, label)] = len(self.parent)
+                self.parent.append(parent)
+                self.label.append(label)
+                context.append((context[parent] + chars[label - 1])[-keep:] if keep else "")
+            nodes.append(node)
+        return nodes
 
     def labels(self, node: int) -> list[int]:
         out = []
