@@ -60,8 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument(
         "--line-finder", default="auto", metavar="PATH|classical",
-        help="how pages are split into lines: a trained line finder (htr.train_line_detector; auto: the shipped "
-        "line_finder.pt, or classical with --onnx, which runs without PyTorch) or classical (ink profiles)",
+        help="how pages are split into lines: a trained line finder (htr.train_line_detector, .pt, or its ONNX "
+        "export, .onnx; auto: the shipped line_finder.pt, and with --onnx its export line_finder.onnx when present, "
+        "else classical) or classical (ink profiles)",
     )  # fmt: skip
     parser.add_argument("--onnx", metavar="MODEL.onnx", help="run the network with onnxruntime (see htr.export)")
     add_decoder_arguments(parser, default="auto")

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=1100, help="long side of the written images")
     args = parser.parse_args()
     from benchmarks.page_segmentation import MANIFEST, read_lines
-    from htr.line_detector import LineFinder
+    from htr.line_finder import LineFinder
 
     manifest = json.loads(MANIFEST.read_text())
     collection = next(c for c in manifest["collections"] if c["repo"].endswith("/" + args.collection))

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
     manifest = json.loads(MANIFEST.read_text())
     finder = None
     if args.line_finder:
-        from htr.line_detector import LineFinder
+        from htr.line_finder import LineFinder
 
         finder = LineFinder(args.line_finder)
     totals: dict[str, dict[str, float]] = {}

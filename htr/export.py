@@ -3,6 +3,7 @@
     python -m htr.export --checkpoint handwriting_recognizer_best.pth -o handwriting_recognizer.onnx
     python -m htr.export -o handwriting_recognizer_int8.onnx --int8 path/to/iam-dev   # int8 convolutions
     python predict.py --onnx handwriting_recognizer.onnx examples/*.png
+    python -m htr.export --line-finder line_finder.pt -o line_finder.onnx   # the page line finder
 
 The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); its metadata holds the alphabet and
 architecture, so ``predict.py --onnx X --decoder greedy`` reads with the ONNX file alone and never imports
@@ -10,6 +11,10 @@ PyTorch (beam search still takes the language model from the checkpoint). After
 exporting, the example images (or ``--check`` images) are read with PyTorch and with onnxruntime (when
 installed) and the texts compared; the exit status is 1 when they differ (not checked with ``--int8``, whose
 rounding may change a character: measure it with ``benchmarks/predict_speed.py``).
+
+``--line-finder`` exports the trained line finder instead (dynamic height and width, its threshold and geometry in
+the metadata) and checks that onnxruntime finds the same lines on ``examples/real_page.jpg`` (or ``--check``
+pages); ``predict.py --onnx`` uses ``line_finder.onnx`` beside the shipped ``line_finder.pt`` when it is there.
 """
 
 from __future__ import annotations
@@ -59,6 +64,40 @@ def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
     onnx.save(graph, str(output))
 
 
+def export_line_finder(finder_path: str | Path, output: str | Path) -> None:
+    """Write a trained line finder (``htr.train_line_detector``'s ``.pt``) as ONNX with dynamic height and width
+    (multiples of 32), its threshold and geometry in the metadata."""
+    import onnx
+
+    from htr.line_finder import ONNX_METADATA, LineFinder
+
+    finder = LineFinder(finder_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            finder.network.eval(), (torch.rand(1, 1, 256, 384),), str(output), input_names=["ink"],
+            output_names=["logits"], dynamic_axes={"ink": {2: "height", 3: "width"}, "logits": {2: "rows", 3: "cols"}},
+            opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+    graph = onnx.load(str(output))
+    graph.metadata_props.add(key=ONNX_METADATA, value=json.dumps(finder.settings()))
+    onnx.save(graph, str(output))
+
+
+def check_line_finder(finder_path: str | Path, exported: str | Path, pages: list[str]) -> bool:
+    """Whether the export finds the same line boxes as PyTorch on ``pages``; prints each page's count."""
+    from htr.line_finder import LineFinder
+    from htr.preprocess import ink_map, load_image, to_grayscale
+
+    same = True
+    for page in pages:
+        ink = ink_map(to_grayscale(load_image(page)))
+        expected, got = LineFinder(finder_path).boxes(ink), LineFinder(exported).boxes(ink)
+        same &= expected == got
+        print(f"{'same' if expected == got else 'DIFFERENT'}  {page}: {len(got)} lines (PyTorch: {len(expected)})")
+    return same
+
+
 def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[np.ndarray], batch: int = 8) -> None:
     """int8 convolutions (static: per-channel weights, activations calibrated on ``calibration`` lines) and
     LSTM (dynamic: int8 weights, activations quantized on the fly); the output layer stays fp32."""
@@ -101,13 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m htr.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth")
     parser.add_argument("-o", "--output", default="handwriting_recognizer.onnx")
-    parser.add_argument("--check", nargs="*", metavar="IMAGE", help="images to compare (default: examples/*.png)")
+    parser.add_argument("--check", nargs="*", metavar="IMAGE", help="images to compare (default: examples/*.png, "
+                        "with --line-finder examples/real_page.jpg)")  # fmt: skip
+    parser.add_argument("--line-finder", metavar="PT", help="export this trained line finder instead of the reader")
     parser.add_argument(
         "--int8", metavar="DATASET",
         help="also quantize the convolutions (calibrated on 64 lines of this dataset's train split, see htr.data) "
         "and the LSTM to int8: about 2.5× faster on CPUs with int8 dot products (VNNI)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.line_finder:
+        try:
+            export_line_finder(args.line_finder, args.output)
+            print(f"wrote {args.output}")
+            pages = args.check or ["examples/real_page.jpg"]
+            return 0 if check_line_finder(args.line_finder, args.output, pages) else 1
+        except (OSError, ImportError, ValueError, KeyError, RuntimeError) as error:
+            print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+            return 2
     try:
         export_onnx(args.checkpoint, args.output)
         if args.int8:

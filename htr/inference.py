@@ -97,16 +97,17 @@ class Recognizer:
     validation twice as fast with the same CER); ``decoder_options``: see ``htr.decode.make_decoder`` (by default
     beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
     ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default);
-    ``line_finder``: the trained line finder that splits pages into lines (``htr.line_detector``; auto: the shipped
-    ``line_finder.pt`` when present and the network runs in PyTorch; None: the classical segmenter of
-    ``htr.segment``)."""
+    ``line_finder``: the trained line finder that splits pages into lines (``htr.line_finder``; auto: the shipped
+    ``line_finder.pt`` when present and the network runs in PyTorch, its export ``line_finder.onnx`` beside it when
+    present and the network runs in ONNX Runtime; None: the classical segmenter of ``htr.segment``)."""
 
     def __init__(
         self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
         cpu_share: CpuShare | None = None, line_finder: str | Path | None = "auto", **decoder_options,
     ) -> None:  # fmt: skip
-        if line_finder == "auto":  # the finder runs in PyTorch, which an ONNX reader does without: classical there
-            line_finder = DEFAULT_LINE_FINDER if DEFAULT_LINE_FINDER.is_file() and onnx is None else None
+        if line_finder == "auto":  # an ONNX reader does without PyTorch: the finder's ONNX export, else classical
+            shipped = DEFAULT_LINE_FINDER if onnx is None else DEFAULT_LINE_FINDER.with_suffix(".onnx")
+            line_finder = shipped if shipped.is_file() else None
         if line_finder is not None and not Path(line_finder).is_file():
             raise ValueError(f"line finder {line_finder}: no such file")
         self.line_finder_path = line_finder  # loaded with the first page (single lines never need it)
@@ -139,10 +140,10 @@ class Recognizer:
             self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved), cpu_share)
         self.decoder = make_decoder(state, **decoder_options)
 
-    def line_finder(self):  # -> htr.line_detector.LineFinder | None
+    def line_finder(self):  # -> htr.line_finder.LineFinder | None
         """The trained line finder, loaded on first use; None: pages go to the classical segmenter."""
         if self._line_finder is None and self.line_finder_path is not None:
-            from htr.line_detector import LineFinder
+            from htr.line_finder import LineFinder
 
             try:
                 self._line_finder = LineFinder(self.line_finder_path, self._device)

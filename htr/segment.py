@@ -1,6 +1,6 @@
 """Finding the text lines of a paragraph or page image.
 
-Given a trained line finder (``htr.line_detector.LineFinder``, what predict.py uses by default), `segment_page`
+Given a trained line finder (``htr.line_finder.LineFinder``, what predict.py uses by default), `segment_page`
 returns the lines it finds. Without one (the classical method), `segment_page` first keeps only the writing
 (``htr.page_ink``: no shadows, stains, show-through, rulings or sheet edges) and cuts the page into the columns
 between vertical rules; in each, `segment_lines` estimates the skew (up to ±6°) from the sharpness of the row
@@ -22,7 +22,7 @@ from PIL import Image
 from htr.preprocess import INK_THRESHOLD, ink_map, to_grayscale
 
 if TYPE_CHECKING:
-    from htr.line_detector import LineFinder
+    from htr.line_finder import LineFinder
 
 MAX_SKEW_DEGREES = 6.0
 SKEW_STEP_DEGREES = 0.25
@@ -216,7 +216,7 @@ def column_strips(rules: np.ndarray, min_width: int) -> list[tuple[int, int]]:
 
 def segment_page(gray: np.ndarray, scale: float = 1.0, grey: np.ndarray | None = None,
                  finder: LineFinder | None = None) -> list[Line]:  # fmt: skip
-    """The text lines of a grey page. With ``finder`` (a trained ``htr.line_detector.LineFinder``), the lines it
+    """The text lines of a grey page. With ``finder`` (a trained ``htr.line_finder.LineFinder``), the lines it
     finds; without, the page's writing map cut into the columns between vertical rules, each column's lines found
     by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for reading is the
     page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones); ``grey``: that map

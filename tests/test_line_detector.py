@@ -156,3 +156,65 @@ def test_parts_much_thinner_than_the_pages_lines_are_not_lines():
     probability[25:28, 100:130] = 1  # a flourish's stroke between them: half as thick
     found = boxes_from_kernels(probability, 1.0)
     assert [(b[1] + b[3]) / 2 for b in found] == pytest.approx([13, 43, 73], abs=1)
+
+
+def test_the_exported_line_finder_finds_the_same_lines_without_pytorch(tmp_path):
+    """The shipped finder, exported to ONNX: the same boxes on a composed page, and predict.py --onnx reading
+    the page with it never imports PyTorch."""
+    import json
+    import subprocess
+
+    from htr.alphabet import Alphabet
+    from htr.checkpoint import atomic_save, model_checkpoint
+    from htr.export import export_line_finder, export_onnx
+    from htr.model import CRNN, ModelConfig
+    from htr.preprocess import ink_map
+
+    root = Path(__file__).resolve().parents[1]
+    export_line_finder(root / "line_finder.pt", tmp_path / "finder.onnx")
+    exported, original = LineFinder(tmp_path / "finder.onnx"), LineFinder(root / "line_finder.pt")
+    assert exported.settings() == original.settings()
+    page, truth = make_page(3, seed=4)
+    ink = ink_map(np.asarray(page))
+    found = exported.boxes(ink)
+    assert found == original.boxes(ink) and len(found) == 3
+    np.testing.assert_allclose(exported.probability(ink)[0], original.probability(ink)[0], atol=1e-4)
+
+    page.save(tmp_path / "page.png")
+    alphabet = Alphabet("abcdefghijklmnopqrstuvwxyz ")
+    config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 16]],
+                         rnn_hidden=16, rnn_layers=1)  # fmt: skip
+    atomic_save(model_checkpoint(CRNN(config).eval(), alphabet), tmp_path / "reader.pth")
+    export_onnx(tmp_path / "reader.pth", tmp_path / "reader.onnx")
+    without_torch = (
+        "import sys, predict; code = predict.main(sys.argv[1:]); "
+        "print('PyTorch imported' if 'torch' in sys.modules else 'no PyTorch', file=sys.stderr); sys.exit(code)"
+    )
+    run = subprocess.run([sys.executable, "-c", without_torch, "--onnx", str(tmp_path / "reader.onnx"), "--decoder",
+                          "greedy", "--line-finder", str(tmp_path / "finder.onnx"), "--format", "json",
+                          str(tmp_path / "page.png")], cwd=root, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip() == "no PyTorch"
+    assert len(json.loads(run.stdout)["lines"]) == 3  # the page read as its three lines
+
+
+def test_an_onnx_reader_takes_the_finders_export_beside_the_shipped_finder(tmp_path, monkeypatch):
+    import htr.inference
+    from htr.alphabet import Alphabet
+    from htr.checkpoint import atomic_save, model_checkpoint
+    from htr.export import export_onnx
+    from htr.model import CRNN, ModelConfig
+
+    alphabet = Alphabet("ab ")
+    config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 8]], rnn_hidden=8,
+                         rnn_layers=1)  # fmt: skip
+    atomic_save(model_checkpoint(CRNN(config).eval(), alphabet), tmp_path / "reader.pth")
+    export_onnx(tmp_path / "reader.pth", tmp_path / "reader.onnx")
+    monkeypatch.setattr(htr.inference, "DEFAULT_LINE_FINDER", tmp_path / "line_finder.pt")
+    options = {"decoder": "greedy", "onnx": tmp_path / "reader.onnx"}
+    assert htr.inference.Recognizer(tmp_path / "reader.pth", **options).line_finder_path is None  # no export: classical
+    (tmp_path / "line_finder.onnx").write_bytes(b"")  # its presence is what counts here
+    assert (
+        htr.inference.Recognizer(tmp_path / "reader.pth", **options).line_finder_path == tmp_path / "line_finder.onnx"
+    )

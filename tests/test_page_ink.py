@@ -109,7 +109,7 @@ def test_table_columns_are_read_apart():
 @pytest.fixture(scope="module")
 def shipped_finder():
     from htr.inference import DEFAULT_LINE_FINDER
-    from htr.line_detector import LineFinder
+    from htr.line_finder import LineFinder
 
     return LineFinder(DEFAULT_LINE_FINDER)
 
