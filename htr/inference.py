@@ -26,7 +26,7 @@ from htr.preprocess import (
     to_grayscale,
     upright_size,
 )
-from htr.segment import looks_like_one_line, segment_page
+from htr.segment import looks_like_one_line, segment_page, side_by_side
 
 DEFAULT_LINE_FINDER = Path(__file__).resolve().parents[1] / "line_finder.pt"  # the shipped trained line finder
 
@@ -159,7 +159,8 @@ class Recognizer:
     def prepare_image(self, image: Image.Image, segment: str = "auto") -> PreparedImage:
         """The model inputs of an image's text lines and where they lie in it.
 
-        ``segment``: ``auto`` (split into lines when more than one is found), ``always`` or ``never``."""
+        ``segment``: ``auto`` (split into lines when more than one is found, one above another), ``always`` or
+        ``never``."""
         gray = to_grayscale(image)
         ink = ink_map(gray)
         height = self.network.config.height
@@ -167,6 +168,8 @@ class Recognizer:
         scale = max(size) / max(gray.shape)  # to_grayscale may have shrunk a huge image
         if segment == "always" or (segment == "auto" and not looks_like_one_line(ink)):
             lines = segment_page(gray, scale, ink, self.line_finder())  # the page's ink map, made once
+            if segment == "auto" and side_by_side([line.box for line in lines]):
+                lines = []  # pieces of one short line (a word or two the finder cut apart): read it whole
             if len(lines) > 1 or (segment == "always" and lines):
                 arrays, placements = [], []
                 for line in lines:

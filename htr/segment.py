@@ -145,6 +145,11 @@ def _one_wide_band(bands: list, width: int) -> bool:
     return len(bands) == 1 and width >= 5 * (bands[0][1] - bands[0][0])
 
 
+def side_by_side(boxes: list[tuple[int, int, int, int]]) -> bool:
+    """Whether the boxes share a stretch of rows: pieces of one line (words a segmenter found apart), not lines."""
+    return bool(boxes) and max(b[1] for b in boxes) < min(b[3] for b in boxes)
+
+
 def looks_like_one_line(ink: np.ndarray) -> bool:
     """A cheap test before deskewing (see ``_one_wide_band``)."""
     return _one_wide_band(find_bands(ink), ink.shape[1])

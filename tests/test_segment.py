@@ -107,3 +107,28 @@ def test_sparse_descenders_below_a_blank_row_stay_with_their_line():
         image[height + 3 : height + 22, x : x + 3] = 0
     ink = ink_map(image)
     assert len(find_bands(ink)) == 1 and len(segment_lines(ink)) == 1
+
+
+def test_pieces_found_side_by_side_are_read_as_one_line(monkeypatch):
+    """A short line the finder cut into pieces on one row (as it did with iam-dev's "gin punch.") is read whole;
+    lines one above another are still split."""
+    import htr.inference
+    from htr.inference import Recognizer
+    from htr.segment import Line, side_by_side
+
+    assert side_by_side([(0, 10, 5, 20), (8, 14, 12, 24)]) and not side_by_side([(0, 0, 9, 10), (0, 12, 9, 20)])
+    assert not side_by_side([])
+    image = render_line("gin punch")
+    found = {"boxes": [(4, 8, 30, 20), (40, 9, 70, 22), (80, 12, 90, 18)]}
+
+    def pieces(gray, scale, ink, finder):
+        return [Line(ink[top:bottom, left:right], (left, top, right, bottom))
+                for left, top, right, bottom in found["boxes"]]  # fmt: skip
+
+    monkeypatch.setattr(htr.inference, "segment_page", pieces)
+    monkeypatch.setattr(htr.inference, "looks_like_one_line", lambda ink: False)
+    recognizer = Recognizer(Path(__file__).resolve().parents[1] / "handwriting_recognizer_best.pth", decoder="greedy")
+    assert recognizer.prepare_image(image).boxes is None  # one line, the whole image
+    assert len(recognizer.prepare_image(image, segment="always").boxes) == 3
+    found["boxes"] = [(4, 2, 90, 14), (4, 16, 90, 28)]
+    assert len(recognizer.prepare_image(image).boxes) == 2
