@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from htr.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
+from htr.reading.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "handwriting_recognizer_best.pth"
@@ -102,8 +102,8 @@ def failure_reason(file: str, error: Exception) -> str:
 
 def emit(fmt: str, path: str, readings: list, boxes: list | None, layouts: list | None = None) -> None:
     """Print the result for one image: its line readings, their boxes when it was segmented, and (JSON) the
-    words of each line from ``layouts`` (``htr.positions.LineLayout``)."""
-    from htr.positions import words_json
+    words of each line from ``layouts`` (``htr.reading.positions.LineLayout``)."""
+    from htr.reading.positions import words_json
 
     text = "\n".join(r.text for r in readings)
     confidence = sum(r.confidence for r in readings) / len(readings)
@@ -131,7 +131,7 @@ def xml_target(file: str, args: argparse.Namespace) -> Path:
 def write_xml(file: str, target: Path, prepared, layouts: list, fmt: str) -> None:
     """Write the PAGE/ALTO file of one image atomically and print its one-line summary."""
     from htr.atomic_file import atomic_write
-    from htr.page_export import WRITERS
+    from htr.pages.page_export import WRITERS
 
     data = WRITERS[fmt](Path(file).name, prepared.size, layouts)
     atomic_write(target, lambda f: f.write(data))
@@ -141,7 +141,7 @@ def write_xml(file: str, target: Path, prepared, layouts: list, fmt: str) -> Non
 def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: set[Path]) -> bool:
     """Read and print (or write) ``files`` (lines of all of them batched together by width); True when one
     failed. ``claimed``: XML files this run has written or will write (never two images to one file)."""
-    from htr.preprocess import load_image
+    from htr.reading.preprocess import load_image
 
     failed = False
     positions = args.format in ("json", *XML_FORMATS)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from htr.data import LineDataset, load_splits
 from htr.evaluate import error_rates
 from htr.inference import Recognizer
-from htr.preprocess import pad_arrays
+from htr.reading.preprocess import pad_arrays
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from htr.atomic_file import atomic_write  # noqa: E402
 from htr.inference import Recognizer  # noqa: E402
-from htr.render import compose_page  # noqa: E402
+from htr.synth.render import compose_page  # noqa: E402
 
 CHECKPOINT = ROOT / "handwriting_recognizer_best.pth"
 EXAMPLES = sorted((ROOT / "examples").glob("line*.png"))
@@ -35,7 +35,7 @@ def file_sha256(path: Path) -> str:
 
 
 def example_page(seed: int = 5) -> Image.Image:
-    """The example lines on one page, with the gaps and indents of `htr.render.compose_page`."""
+    """The example lines on one page, with the gaps and indents of `htr.synth.render.compose_page`."""
     lines = [Image.open(path).convert("L") for path in EXAMPLES]
     paper = int(np.median(np.asarray(lines[0])))  # the examples' own paper, so the page looks like one sheet
     page, _ = compose_page(lines, np.random.default_rng(seed), gap=(20, 40), indent=(0, 60), margin=40, paper=paper)

@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from htr.preprocess import load_image  # noqa: E402
-from htr.segment import page_lines  # noqa: E402
+from htr.pages.segment import page_lines  # noqa: E402
+from htr.reading.preprocess import load_image  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=1100, help="long side of the written images")
     args = parser.parse_args()
     from benchmarks.page_segmentation import MANIFEST, read_lines
-    from htr.line_finder import LineFinder
+    from htr.pages.line_finder import LineFinder
 
     manifest = json.loads(MANIFEST.read_text())
     collection = next(c for c in manifest["collections"] if c["repo"].endswith("/" + args.collection))

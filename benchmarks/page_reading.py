@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from htr.data import decode_row_image, load_splits, normalize_text
 from htr.inference import Recognizer
 from htr.metrics import cer, wer
-from htr.render import compose_page
+from htr.synth.render import compose_page
 
 
 def main() -> None:

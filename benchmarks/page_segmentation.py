@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from htr.metrics import matched_boxes  # noqa: E402
-from htr.page_xml import IMAGE_SUFFIXES  # noqa: E402
+from htr.pages.page_xml import IMAGE_SUFFIXES  # noqa: E402
 
 MANIFEST = ROOT / "benchmarks" / "real_pages.json"
 Box = tuple[int, int, int, int]
@@ -36,7 +36,7 @@ Box = tuple[int, int, int, int]
 
 def read_lines(xml_path: Path) -> tuple[list[Box], tuple[int, int] | None, str | None]:
     """Ground-truth line boxes of an ALTO or PAGE file, the page size it states, and its image file name."""
-    from htr.page_xml import read_page
+    from htr.pages.page_xml import read_page
 
     page = read_page(xml_path)
     return [line.box for line in page.lines], page.size, page.image
@@ -59,17 +59,17 @@ def match(found: list[Box], truth: list[Box], threshold: float = 0.5) -> dict[st
 def find_lines(image_path: Path, method: str, finder=None) -> list[Box]:
     """Line boxes, in the image's pixels: ``predict`` (as predict.py --segment always finds them, with the trained
     line finder ``finder`` or, when None, the classical page segmenter) or ``profile`` (the row-profile segmenter
-    alone, as before htr.page_ink)."""
-    from htr.preprocess import load_image, to_grayscale
+    alone, as before htr.pages.page_ink)."""
+    from htr.reading.preprocess import load_image, to_grayscale
 
     image = load_image(image_path)
     if method == "profile":
-        from htr.preprocess import ink_map
-        from htr.segment import segment_lines
+        from htr.pages.segment import segment_lines
+        from htr.reading.preprocess import ink_map
 
         gray = to_grayscale(image)
         return [line.box for line in segment_lines(ink_map(gray), max(image.size) / max(gray.shape))]
-    from htr.segment import page_lines
+    from htr.pages.segment import page_lines
 
     return [line.box for line in page_lines(image, finder)]
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
     manifest = json.loads(MANIFEST.read_text())
     finder = None
     if args.line_finder:
-        from htr.line_finder import LineFinder
+        from htr.pages.line_finder import LineFinder
 
         finder = LineFinder(args.line_finder)
     totals: dict[str, dict[str, float]] = {}

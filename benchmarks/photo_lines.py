@@ -1,4 +1,4 @@
-"""Lines photographed instead of scanned: CER of the same lines clean and put through `htr.render.photo_finish`.
+"""Lines photographed instead of scanned: CER of the same lines clean and put through `htr.synth.render.photo_finish`.
 
     python benchmarks/photo_lines.py --dataset ../shared/data/iam-dev --split validation
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from htr.data import decode_row_image, load_splits, normalize_text
 from htr.inference import Recognizer
 from htr.metrics import cer, wer
-from htr.render import photo_finish
+from htr.synth.render import photo_finish
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.checkpoint import model_from_checkpoint, read_checkpoint
 from htr.data import LineDataset, load_splits
-from htr.decode import Decoder, make_decoder
 from htr.evaluate import error_rates
-from htr.preprocess import pad_batch
+from htr.reading.decode import Decoder, make_decoder
+from htr.reading.preprocess import pad_batch
 
 
 def main() -> None:

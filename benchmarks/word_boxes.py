@@ -1,10 +1,10 @@
-"""How well word boxes (``htr.positions``) fit: rendered lines whose words' true boxes are known, and the cost.
+"""How well word boxes (``htr.reading.positions``) fit: rendered lines whose words' true boxes are known, and the cost.
 
     python benchmarks/word_boxes.py --lines 150
     python benchmarks/word_boxes.py --dataset ../shared/data/iam-dev --split validation   # + cost on real lines
 
 Lines of IAM-like text (``--texts``, one per line; default: sentences built into the script) are drawn in each
-bundled handwriting font in turn (``htr.render.render_text_with_words``, random size, slant, rotation and scan
+bundled handwriting font in turn (``htr.synth.render.render_text_with_words``, random size, slant, rotation and scan
 noise, seeded), read by the model, and each true word box is matched to the found word box that overlaps it most:
 prints the share of words with IoU >= 0.5 (and the mean IoU) per decoder. With ``--dataset``, also the time
 ``Recognizer.read_prepared`` takes over the split's lines with and without positions (alignment + layout).
@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.inference import Recognizer
 from htr.metrics import box_iou
-from htr.render import list_fonts, render_text_with_words
+from htr.synth.render import list_fonts, render_text_with_words
 
 SENTENCES = [
     "A MOVE to stop Mr. Gaitskell from nominating any more Labour life Peers",

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from htr.alphabet import Alphabet
-from htr.preprocess import load_image, pad_batch, preprocess
+from htr.reading.preprocess import load_image, pad_batch, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,12 @@ def _load_tsv_folder(root: Path) -> datasets.DatasetDict:
 
 
 def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict | None:
-    """PAGE XML / ALTO files and their images (`htr.page_xml.find_image`): each text line with text becomes a
-    sample, cut out by its polygon (`htr.page_xml.cut_line`), grouped by page (a page is never split between
+    """PAGE XML / ALTO files and their images (`htr.pages.page_xml.find_image`): each text line with text becomes a
+    sample, cut out by its polygon (`htr.pages.page_xml.cut_line`), grouped by page (a page is never split between
     train and validation). Lines without text are skipped and counted; an XML file that cannot be read or whose
     image is missing or broken is skipped with a warning naming it. None when no file is PAGE or ALTO."""
-    from htr.page_xml import NotLayoutFile, cut_line, find_image, read_page
-    from htr.preprocess import to_grayscale
+    from htr.pages.page_xml import NotLayoutFile, cut_line, find_image, read_page
+    from htr.reading.preprocess import to_grayscale
 
     images, texts, groups = [], [], []
     layout_files = pages = without_text = 0

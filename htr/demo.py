@@ -50,8 +50,8 @@ class DemoReader:
     """One recognizer for the page, with a decoder per choice (the network is loaded once)."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
-        from htr.decode import make_decoder
         from htr.inference import Recognizer
+        from htr.reading.decode import make_decoder
 
         self.recognizer = Recognizer(checkpoint, device=device, decoder="beam")  # with the checkpoint's LM
         self.decoders = {name: self.recognizer.decoder if kind == "beam" else make_decoder({}, decoder=kind)
@@ -60,8 +60,8 @@ class DemoReader:
         self.count = 0
 
     def read(self, image: Image.Image, decoder: str = next(iter(DECODERS))) -> DemoResult:
-        from htr.page_export import WRITERS
-        from htr.positions import words_json
+        from htr.pages.page_export import WRITERS
+        from htr.reading.positions import words_json
 
         image = on_white(image)
         self.recognizer.decoder = self.decoders[decoder]

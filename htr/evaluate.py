@@ -20,10 +20,10 @@ import torch
 from htr.alphabet import Alphabet
 from htr.cpu_share import CpuShare
 from htr.data import LineDataset
-from htr.decode import Decoder
 from htr.inference import Reading, transcribe
 from htr.metrics import cer, char_errors, wer, word_errors
 from htr.model import CRNN
+from htr.reading.decode import Decoder
 from htr.runtime import TorchNetwork
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ def write_lines(path: str, references: list[str], readings: list[Reading]) -> No
 def main(argv: list[str] | None = None) -> int:
     from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, record_evaluation
     from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits, source_name
-    from htr.decode import make_decoder
-    from htr.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
+    from htr.reading.decode import make_decoder
+    from htr.reading.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
     from htr.runtime import resolve_device, resolve_precision
 
     parser = argparse.ArgumentParser(prog="python -m htr.evaluate", description=__doc__.split("\n\n")[0])

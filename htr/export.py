@@ -69,7 +69,7 @@ def export_line_finder(finder_path: str | Path, output: str | Path) -> None:
     (multiples of 32), its threshold and geometry in the metadata."""
     import onnx
 
-    from htr.line_finder import ONNX_METADATA, LineFinder
+    from htr.pages.line_finder import ONNX_METADATA, LineFinder
 
     finder = LineFinder(finder_path)
     with warnings.catch_warnings():
@@ -86,8 +86,8 @@ def export_line_finder(finder_path: str | Path, output: str | Path) -> None:
 
 def check_line_finder(finder_path: str | Path, exported: str | Path, pages: list[str]) -> bool:
     """Whether the export finds the same line boxes as PyTorch on ``pages``; prints each page's count."""
-    from htr.line_finder import LineFinder
-    from htr.preprocess import ink_map, load_image, to_grayscale
+    from htr.pages.line_finder import LineFinder
+    from htr.reading.preprocess import ink_map, load_image, to_grayscale
 
     same = True
     for page in pages:
@@ -112,7 +112,7 @@ def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from htr.preprocess import pad_arrays
+    from htr.reading.preprocess import pad_arrays
 
     class Lines(CalibrationDataReader):
         def __init__(self) -> None:
@@ -135,7 +135,7 @@ def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[
 
 def main(argv: list[str] | None = None) -> int:
     from htr.inference import Recognizer
-    from htr.preprocess import load_image
+    from htr.reading.preprocess import load_image
 
     parser = argparse.ArgumentParser(prog="python -m htr.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth")

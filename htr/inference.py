@@ -13,10 +13,11 @@ from PIL import Image
 from htr.alphabet import Alphabet
 from htr.batching import bucketed_batches
 from htr.cpu_share import CpuShare
-from htr.decode import Decoder, confidences, make_decoder
 from htr.model_config import ModelConfig
-from htr.positions import CharSpan, LineLayout, align, line_layout
-from htr.preprocess import (
+from htr.pages.segment import looks_like_one_line, segment_page, side_by_side
+from htr.reading.decode import Decoder, confidences, make_decoder
+from htr.reading.positions import CharSpan, LineLayout, align, line_layout
+from htr.reading.preprocess import (
     Placement,
     has_ink,
     ink_map,
@@ -26,15 +27,14 @@ from htr.preprocess import (
     to_grayscale,
     upright_size,
 )
-from htr.segment import looks_like_one_line, segment_page, side_by_side
 
 DEFAULT_LINE_FINDER = Path(__file__).resolve().parents[1] / "line_finder.pt"  # the shipped trained line finder
 
 
 @dataclass(frozen=True)
 class Reading:
-    """The text of one line, how sure the model is of it (see ``htr.decode.confidences``) and, when asked for,
-    where its characters are in the frames (``htr.positions.align``)."""
+    """The text of one line, how sure the model is of it (see ``htr.reading.decode.confidences``) and, when asked for,
+    where its characters are in the frames (``htr.reading.positions.align``)."""
 
     text: str
     confidence: float
@@ -53,7 +53,7 @@ class PreparedImage:
 
 
 class Network(Protocol):
-    """A network that reads: ``htr.runtime.TorchNetwork`` (PyTorch) or ``htr.onnx_network.OnnxNetwork``."""
+    """A network that reads: ``htr.runtime.TorchNetwork`` (PyTorch) or ``htr.reading.onnx_network.OnnxNetwork``."""
 
     config: ModelConfig
 
@@ -94,12 +94,12 @@ class Recognizer:
     """A loaded model with its alphabet and decoder: ``Recognizer("handwriting_recognizer_best.pth").read([image])``.
 
     ``precision``: see ``htr.runtime.resolve_precision`` (auto: bf16 on CPUs with native bf16, which reads IAM
-    validation twice as fast with the same CER); ``decoder_options``: see ``htr.decode.make_decoder`` (by default
-    beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
+    validation twice as fast with the same CER); ``decoder_options``: see ``htr.reading.decode.make_decoder`` (by
+    default beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
     ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default);
-    ``line_finder``: the trained line finder that splits pages into lines (``htr.line_finder``; auto: the shipped
+    ``line_finder``: the trained line finder that splits pages into lines (``htr.pages.line_finder``; auto: the shipped
     ``line_finder.pt`` when present and the network runs in PyTorch, its export ``line_finder.onnx`` beside it when
-    present and the network runs in ONNX Runtime; None: the classical segmenter of ``htr.segment``)."""
+    present and the network runs in ONNX Runtime; None: the classical segmenter of ``htr.pages.segment``)."""
 
     def __init__(
         self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
@@ -115,7 +115,7 @@ class Recognizer:
         self._device = "cpu"  # the line finder's: the network's when PyTorch runs it
         self.network: Network
         if onnx is not None:  # ONNX Runtime runs the network on the CPU; greedy decoding then needs no PyTorch
-            from htr.onnx_network import OnnxNetwork
+            from htr.reading.onnx_network import OnnxNetwork
 
             onnx_network = OnnxNetwork(onnx)
             self.network, self.alphabet, state = onnx_network, onnx_network.alphabet, {}
@@ -140,10 +140,10 @@ class Recognizer:
             self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved), cpu_share)
         self.decoder = make_decoder(state, **decoder_options)
 
-    def line_finder(self):  # -> htr.line_finder.LineFinder | None
+    def line_finder(self):  # -> htr.pages.line_finder.LineFinder | None
         """The trained line finder, loaded on first use; None: pages go to the classical segmenter."""
         if self._line_finder is None and self.line_finder_path is not None:
-            from htr.line_finder import LineFinder
+            from htr.pages.line_finder import LineFinder
 
             try:
                 self._line_finder = LineFinder(self.line_finder_path, self._device)

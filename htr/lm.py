@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("lm", help="ARPA file or checkpoint")
     score.add_argument("texts", nargs="+", metavar="TEXT")
     args = parser.parse_args(argv)
-    from htr.synthetic import read_text_lines  # the project's text-file reader (whitespace collapsed)
+    from htr.synth.synthetic import read_text_lines  # the project's text-file reader (whitespace collapsed)
 
     try:
         if args.command == "perplexity":
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             splits = found if splits is None else splits
             texts += [t for t in map(normalize_text, found[args.split]["text"]) if t]
         if args.ink:
-            from htr.iamondb import load_iamondb
+            from htr.synth.iamondb import load_iamondb
 
             texts += [line.text for line in load_iamondb(args.ink)]
         if args.exclude_split:

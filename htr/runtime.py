@@ -92,7 +92,7 @@ def seed_everything(seed: int) -> None:
 
 class TorchNetwork:
     """A CRNN in eval mode on a device at a precision: images (B, 1, H, W) float32 -> log-probabilities (T, B, C)
-    as a float32 array, like ``htr.onnx_network.OnnxNetwork``. On the CPU, ``cpu_share`` (optional) keeps the
+    as a float32 array, like ``htr.reading.onnx_network.OnnxNetwork``. On the CPU, ``cpu_share`` (optional) keeps the
     thread count at the cores other processes leave free (``htr.cpu_share``)."""
 
     def __init__(

@@ -26,10 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from htr import distributed
 from htr.alphabet import Alphabet
 from htr.atomic_file import remove_leftovers
-from htr.augment import AugmentConfig, augment_batch
 from htr.batching import bucketed_batches, weighted_epoch
 from htr.checkpoint import (
     CheckpointError,
@@ -40,12 +38,9 @@ from htr.checkpoint import (
 )
 from htr.cpu_share import CpuShare, usable_cores
 from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_training_data, normalize_text, source_name
-from htr.distillation import Teacher, distillation_loss
-from htr.distributed import ONE_PROCESS, World, all_finite, barrier, from_main, gather, rank_share, sum_over_ranks
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig, count_parameters
-from htr.render import list_fonts
 from htr.runtime import (
     autocast,
     describe,
@@ -54,7 +49,21 @@ from htr.runtime import (
     resolve_precision,
     seed_everything,
 )
-from htr.synthetic import FontRenderer, InkRenderer, Renderer, read_text_lines, render_epoch
+from htr.synth.augment import AugmentConfig, augment_batch
+from htr.synth.render import list_fonts
+from htr.synth.synthetic import FontRenderer, InkRenderer, Renderer, read_text_lines, render_epoch
+from htr.training import distributed
+from htr.training.distillation import Teacher, distillation_loss
+from htr.training.distributed import (
+    ONE_PROCESS,
+    World,
+    all_finite,
+    barrier,
+    from_main,
+    gather,
+    rank_share,
+    sum_over_ranks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +111,7 @@ class TrainConfig:
     render_workers: int = 2  # processes rendering the synthetic lines at the start of each epoch
     lm_order: int = 6  # order of the character LM built from the training texts into checkpoints; 0: none
     ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (e.g. 0.999)
-    teacher: str = ""  # distil: also learn this checkpoint's CTC posteriors frame by frame (htr.distillation)
+    teacher: str = ""  # distil: also learn this checkpoint's CTC posteriors frame by frame (htr.training.distillation)
     distill_weight: float = 1.0  # weight of the distillation loss beside the CTC loss (with --teacher)
     distill_temperature: float = 2.0  # softening of both distributions in the distillation loss
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_classes=0))
@@ -153,8 +162,8 @@ def train_step(
 ) -> float | None:  # fmt: skip
     """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss (of the whole
     global batch under torchrun), or None when the loss was not finite (on any rank) and the batch was skipped.
-    ``weight``: this rank's share of the global batch (``htr.distributed.rank_share``); ``teacher``: distil from
-    it (``cfg.distill_weight``, ``cfg.distill_temperature``)."""
+    ``weight``: this rank's share of the global batch (``htr.training.distributed.rank_share``); ``teacher``: distil
+    from it (``cfg.distill_weight``, ``cfg.distill_temperature``)."""
     images, widths = batch["images"].to(device, non_blocking=True), batch["widths"]
     if cfg.use_augment:
         images, widths = augment_batch(images, widths, cfg.augment)
@@ -183,7 +192,7 @@ def synthetic_renderers(cfg: TrainConfig) -> list[tuple[Renderer, float]]:
     """The configured synthetic sources with their ratio to the real training lines."""
     renderers: list[tuple[Renderer, float]] = []
     if cfg.ink and cfg.ink_ratio > 0:
-        from htr.iamondb import load_iamondb
+        from htr.synth.iamondb import load_iamondb
 
         renderers.append((InkRenderer(load_iamondb(cfg.ink)), cfg.ink_ratio))
     if cfg.font_text and cfg.font_ratio > 0:

@@ -1,10 +1,10 @@
-"""Train the line finder (``htr.line_detector``) on pages with line polygons and on composed pages.
+"""Train the line finder (``htr.pages.line_detector``) on pages with line polygons and on composed pages.
 
     python -m htr.train_line_detector --pages data/layout-train --composed ../shared/data/iam-dev \\
         --output line_detector.pt --steps 3000
 
 ``--pages`` folders hold PAGE XML or ALTO files with their images (beside them, named by the XML or by the same
-stem); ``--composed`` line datasets give pages stacked from their training lines (``htr.render.compose_page``).
+stem); ``--composed`` line datasets give pages stacked from their training lines (``htr.synth.render.compose_page``).
 Every page is prepared once (ink map at ``INPUT_SIDE``, kernel target at half that) and cached beside the output;
 training reads random crops, rescaled, slightly rotated, with varied contrast and noise. A share of the pages is
 held out to choose the threshold and keep the best state (by line-box F1 at IoU >= 0.5); the last state is saved
@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from htr.checkpoint import atomic_save
-from htr.line_detector import (
+from htr.metrics import matched_boxes
+from htr.pages.line_detector import (
     END_SHARE,
     INPUT_SIDE,
     OUTPUT_STRIDE,
@@ -37,7 +38,6 @@ from htr.line_detector import (
     letter_heights,
     network_input,
 )
-from htr.metrics import matched_boxes
 
 CROP = 512
 
@@ -45,7 +45,7 @@ CROP = 512
 def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list]:
     """(ink at INPUT_SIDE as uint8, kernel target at half that, line boxes in target pixels) of a grey page and
     its line polygons (in the page's pixels)."""
-    from htr.preprocess import ink_map
+    from htr.reading.preprocess import ink_map
 
     ink, factor = network_input(ink_map(gray), INPUT_SIDE)
     scale = factor / OUTPUT_STRIDE
@@ -56,8 +56,8 @@ def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarr
 
 
 def xml_pages(folders: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
-    from htr.page_xml import find_image, read_page
-    from htr.preprocess import load_image, to_grayscale
+    from htr.pages.page_xml import find_image, read_page
+    from htr.reading.preprocess import load_image, to_grayscale
 
     pages = []
     paths = sorted(p for folder in folders for p in Path(folder).rglob("*.xml"))
@@ -84,7 +84,7 @@ def xml_pages(folders: list[str]) -> list[tuple[str, np.ndarray, np.ndarray, lis
 
 def composed_pages(datasets: list[str], count: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
     from htr.data import decode_row_image, load_splits
-    from htr.render import compose_page
+    from htr.synth.render import compose_page
 
     rng = np.random.default_rng(seed)
     pages = []

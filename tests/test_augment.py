@@ -1,7 +1,7 @@
 import torch
 
-from htr.augment import AugmentConfig, augment_batch
-from htr.preprocess import pad_batch, preprocess
+from htr.reading.preprocess import pad_batch, preprocess
+from htr.synth.augment import AugmentConfig, augment_batch
 from tests.conftest import render_line
 
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from htr.alphabet import BLANK, Alphabet
-from htr.beam import LMScorer, beam_search_batch, prefix_beam_search
 from htr.checkpoint import atomic_save, model_checkpoint
-from htr.decode import Decoder, confidences, greedy_paths
 from htr.lm import BOS, EOS, CharLM, build_lm, drop_overlapping, load_lm
 from htr.model import CRNN, ModelConfig
+from htr.reading.beam import LMScorer, beam_search_batch, prefix_beam_search
+from htr.reading.decode import Decoder, confidences, greedy_paths
 from tests.conftest import random_texts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Distillation (htr.distillation, htr.train --teacher): the loss, the teacher's checks, and a student run."""
+"""Distillation (htr.training.distillation, htr.train --teacher): the loss, the teacher's checks, and a student run."""
 
 from pathlib import Path
 
@@ -8,9 +8,9 @@ import torch
 from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, load_model, model_checkpoint
 from htr.data import LineDataset, collate_lines, load_splits
-from htr.distillation import Teacher, distillation_loss
 from htr.model import CRNN, ModelConfig
 from htr.train import BEST_NAME, TrainConfig, train
+from htr.training.distillation import Teacher, distillation_loss
 
 TEACHER = {"stem_channels": 8, "cnn": ["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]], "rnn_hidden": 32, "rnn_layers": 1}
 STUDENT = {"stem_channels": 4, "cnn": ["M", [1, 8], "Mh", [1, 12], "Mh", [1, 16]], "rnn_hidden": 16, "rnn_layers": 1}

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from htr.distributed import World, rank_share
+from htr.training.distributed import World, rank_share
 from tests.conftest import TINY_MODEL, random_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def test_rank_shares_cover_the_batch_and_weigh_it_exactly():
 def _agree(rank: int, folder: str, results) -> None:
     import torch.distributed as dist
 
-    from htr.distributed import all_finite, from_main, gather, sum_over_ranks
+    from htr.training.distributed import all_finite, from_main, gather, sum_over_ranks
 
     dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
     world = World(rank, 2, distributed=True)

@@ -11,7 +11,7 @@ from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, model_checkpoint
 from htr.export import export_onnx
 from htr.model import CRNN, ModelConfig
-from htr.onnx_network import OnnxNetwork
+from htr.reading.onnx_network import OnnxNetwork
 from tests.conftest import render_line
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from htr.alphabet import BLANK, Alphabet
-from htr.positions import align, estimate_baseline
+from htr.reading.positions import align, estimate_baseline
 from tests.conftest import render_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def schemas():
 @pytest.fixture(scope="module")
 def handwritten_page(tmp_path_factory) -> tuple[Path, list]:
     """A page of four lines in the bundled handwriting fonts, and their boxes."""
-    from htr.render import compose_page
+    from htr.synth.render import compose_page
     from tests.test_page_ink import handwritten_lines
 
     page, boxes = compose_page(handwritten_lines(4, 5), np.random.default_rng(5), gap=(25, 35), margin=40)
@@ -94,7 +94,7 @@ def test_word_boxes_of_rendered_lines_overlap_the_true_ones():
     """The shipped model on lines drawn in the bundled fonts, whose words' ink boxes are known."""
     from htr.inference import Recognizer
     from htr.metrics import box_iou
-    from htr.render import list_fonts, render_text_with_words
+    from htr.synth.render import list_fonts, render_text_with_words
 
     recognizer = Recognizer(ROOT / "handwriting_recognizer_best.pth", "cpu", decoder="greedy")
     rng = np.random.default_rng(2)
@@ -132,7 +132,7 @@ def test_json_has_every_lines_words(handwritten_page):
 
 @pytest.mark.parametrize("fmt", ["page", "alto"])
 def test_xml_output_validates_against_the_official_schema(fmt, schemas, handwritten_page, tmp_path):
-    from htr.page_xml import read_page
+    from htr.pages.page_xml import read_page
 
     page_path, boxes = handwritten_page
     render_line("a single line here").save(tmp_path / "single.png")
@@ -218,7 +218,7 @@ def _alto_xml(image: str, size: tuple[int, int], lines: list[tuple[tuple, list[s
 
 
 def _page_of_lines(texts: list[str]) -> tuple[Image.Image, list]:
-    from htr.render import compose_page
+    from htr.synth.render import compose_page
 
     return compose_page([render_line(t, paper=255) for t in texts], np.random.default_rng(len(texts)), gap=(20, 30))
 
@@ -263,7 +263,7 @@ def test_transkribus_and_escriptorium_exports_load_as_line_datasets(tmp_path, ca
 
 
 def test_outside_the_polygon_becomes_paper():
-    from htr.page_xml import cut_line
+    from htr.pages.page_xml import cut_line
 
     gray = np.full((40, 60), 200, np.uint8)
     gray[:, 30:] = 10  # ink everywhere on the right half
@@ -275,7 +275,7 @@ def test_outside_the_polygon_becomes_paper():
 @pytest.mark.parametrize("fmt", ["page", "alto"])
 def test_round_trip_through_xml_gives_the_same_lines(fmt, handwritten_page, tmp_path):
     from htr.data import decode_row_image, load_splits
-    from htr.page_xml import read_page
+    from htr.pages.page_xml import read_page
 
     folder = tmp_path / "scans"
     folder.mkdir()

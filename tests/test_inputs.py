@@ -20,7 +20,7 @@ from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, model_checkpoint
 from htr.inference import Recognizer
 from htr.model import CRNN, ModelConfig
-from htr.preprocess import MAX_ASPECT, MIN_WIDTH, WORK_PIXELS, load_image, preprocess, to_grayscale
+from htr.reading.preprocess import MAX_ASPECT, MIN_WIDTH, WORK_PIXELS, load_image, preprocess, to_grayscale
 from tests.conftest import render_line
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from htr.line_detector import (
+from htr.metrics import box_iou, matched_boxes
+from htr.pages.line_detector import (
     OUTPUT_STRIDE,
     LineDetector,
     LineFinder,
@@ -16,8 +17,7 @@ from htr.line_detector import (
     network_input,
     reading_order,
 )
-from htr.metrics import box_iou, matched_boxes
-from htr.page_xml import read_page
+from htr.pages.page_xml import read_page
 from tests.test_segment import make_page
 
 PAGE_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -168,7 +168,7 @@ def test_the_exported_line_finder_finds_the_same_lines_without_pytorch(tmp_path)
     from htr.checkpoint import atomic_save, model_checkpoint
     from htr.export import export_line_finder, export_onnx
     from htr.model import CRNN, ModelConfig
-    from htr.preprocess import ink_map
+    from htr.reading.preprocess import ink_map
 
     root = Path(__file__).resolve().parents[1]
     export_line_finder(root / "line_finder.pt", tmp_path / "finder.onnx")

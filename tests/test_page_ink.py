@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from htr.page_ink import layout_ink
-from htr.preprocess import to_grayscale
-from htr.render import compose_page
-from htr.segment import segment_page
+from htr.pages.page_ink import layout_ink
+from htr.pages.segment import segment_page
+from htr.reading.preprocess import to_grayscale
+from htr.synth.render import compose_page
 from tests.conftest import random_texts, render_line
 
 
@@ -20,8 +20,8 @@ def overlap(a, b) -> float:
 
 
 def handwritten_lines(count: int, seed: int) -> list[Image.Image]:
-    """Lines of five to nine words in the bundled handwriting fonts (``htr.render.render_text``)."""
-    from htr.render import list_fonts, render_text
+    """Lines of five to nine words in the bundled handwriting fonts (``htr.synth.render.render_text``)."""
+    from htr.synth.render import list_fonts, render_text
 
     rng = np.random.default_rng(seed)
     fonts = list_fonts()
@@ -109,7 +109,7 @@ def test_table_columns_are_read_apart():
 @pytest.fixture(scope="module")
 def shipped_finder():
     from htr.inference import DEFAULT_LINE_FINDER
-    from htr.line_finder import LineFinder
+    from htr.pages.line_finder import LineFinder
 
     return LineFinder(DEFAULT_LINE_FINDER)
 

@@ -142,8 +142,8 @@ def test_random_bytes_never_escape_as_a_traceback(tmp_path):
 def test_line_finder_option_chooses_how_pages_are_split(checkpoint, tmp_path):
     import torch
 
-    from htr.line_detector import LineDetector
-    from htr.render import compose_page
+    from htr.pages.line_detector import LineDetector
+    from htr.synth.render import compose_page
 
     page, _ = compose_page([render_line(t, paper=255) for t in ("one line", "and two", "and three")],
                            np.random.default_rng(0))  # fmt: skip

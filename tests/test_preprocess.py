@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from htr.preprocess import MAX_ASPECT, pad_batch, preprocess, to_grayscale
+from htr.reading.preprocess import MAX_ASPECT, pad_batch, preprocess, to_grayscale
 from tests.conftest import render_line
 
 HEIGHT = 64
@@ -63,8 +63,8 @@ def test_a_photographed_line_preprocesses_like_its_scan(seed):
     keeps the scan's polarity, size and ink columns."""
     import numpy as np
 
-    from htr.preprocess import ink_map, preprocess_array
-    from htr.render import photo_finish
+    from htr.reading.preprocess import ink_map, preprocess_array
+    from htr.synth.render import photo_finish
 
     line = render_line("the quick brown fox jumps", size=40, ink=100, paper=215)  # a grey scan, like IAM
     line = line.crop(ImageOps.invert(line).getbbox())  # cropped tightly to the ink, like IAM's lines

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from htr.preprocess import ink_map, to_grayscale
-from htr.render import compose_page
-from htr.segment import estimate_skew, find_bands, looks_like_one_line, segment_lines
+from htr.pages.segment import estimate_skew, find_bands, looks_like_one_line, segment_lines
+from htr.reading.preprocess import ink_map, to_grayscale
+from htr.synth.render import compose_page
 from tests.conftest import random_texts, render_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_pieces_found_side_by_side_are_read_as_one_line(monkeypatch):
     lines one above another are still split."""
     import htr.inference
     from htr.inference import Recognizer
-    from htr.segment import Line, side_by_side
+    from htr.pages.segment import Line, side_by_side
 
     assert side_by_side([(0, 10, 5, 20), (8, 14, 12, 24)]) and not side_by_side([(0, 0, 9, 10), (0, 12, 9, 20)])
     assert not side_by_side([])

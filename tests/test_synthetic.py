@@ -9,11 +9,11 @@ import torch
 from htr.alphabet import Alphabet
 from htr.checkpoint import CheckpointError, load_weights_extending_classes, model_checkpoint
 from htr.data import DatasetSourceError
-from htr.iamondb import load_iamondb, parse_strokes, parse_transcription
 from htr.model import CRNN, ModelConfig
-from htr.preprocess import ink_map, preprocess, to_grayscale
-from htr.render import font_coverage, list_fonts, render_strokes, render_text
-from htr.synthetic import FontRenderer, InkRenderer, render_epoch
+from htr.reading.preprocess import ink_map, preprocess, to_grayscale
+from htr.synth.iamondb import load_iamondb, parse_strokes, parse_transcription
+from htr.synth.render import font_coverage, list_fonts, render_strokes, render_text
+from htr.synth.synthetic import FontRenderer, InkRenderer, render_epoch
 from htr.train import TrainConfig, train
 from tests.conftest import stroke_xml, write_iamondb, zigzag
 

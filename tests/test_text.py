@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from htr.alphabet import BLANK, Alphabet
-from htr.decode import greedy_paths
 from htr.metrics import cer, wer
+from htr.reading.decode import greedy_paths
 
 
 def test_alphabet_round_trip():

@@ -1,6 +1,6 @@
 """The line finder's network and training targets: a U-Net that marks the core of every text line of a page.
 
-How its map becomes lines, and reading with a trained finder (in PyTorch or ONNX Runtime): ``htr.line_finder``.
+How its map becomes lines, and reading with a trained finder (in PyTorch or ONNX Runtime): ``htr.pages.line_finder``.
 Trained by ``python -m htr.train_line_detector`` on pages with line polygons (PAGE/ALTO) and composed pages.
 """
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from htr.line_finder import (  # noqa: F401  (also importable from here, as before htr.line_finder)
+from htr.pages.line_finder import (  # noqa: F401  (also importable from here, as before htr.pages.line_finder)
     END_SHARE,
     INPUT_SIDE,
     KERNEL_SHARE,
@@ -61,7 +61,7 @@ class LineDetector(nn.Module):
 
 def letter_heights(inks: list[np.ndarray]) -> tuple[float, float]:
     """The 10th and 90th percentiles of the pages' letter heights (uint8 ink maps as the network reads them)."""
-    from htr.page_ink import component_height
+    from htr.pages.page_ink import component_height
 
     heights = [component_height((ink > 127).astype(np.uint8)) for ink in inks]
     return float(np.percentile(heights, 10)), float(np.percentile(heights, 90))

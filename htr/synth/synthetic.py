@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from htr.alphabet import Alphabet
 from htr.data import LineSet, normalize_text, quantize
-from htr.iamondb import InkLine
-from htr.preprocess import preprocess
-from htr.render import FONT_DIR, font_coverage, list_fonts, render_strokes, render_text
+from htr.reading.preprocess import preprocess
+from htr.synth.iamondb import InkLine
+from htr.synth.render import FONT_DIR, font_coverage, list_fonts, render_strokes, render_text
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ Renderer = Callable[[int, np.random.Generator], tuple[Image.Image, str]]
 
 
 class InkRenderer:
-    """IAM-OnDB lines drawn as scanned ink (`htr.render.render_strokes`)."""
+    """IAM-OnDB lines drawn as scanned ink (`htr.synth.render.render_strokes`)."""
 
     def __init__(self, lines: Sequence[InkLine]) -> None:
         self.lines = list(lines)
@@ -43,7 +43,7 @@ class InkRenderer:
 
 
 class FontRenderer:
-    """Text lines drawn in handwriting fonts (`htr.render.render_text`); each text uses a random font among
+    """Text lines drawn in handwriting fonts (`htr.synth.render.render_text`); each text uses a random font among
     those that draw all of its characters. With probability ``span_p`` only a random run of its words."""
 
     def __init__(self, texts: Iterable[str], fonts: Sequence[str | Path] = (), span_p: float = 0.3) -> None:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from htr.alphabet import BLANK, Alphabet
-from htr.beam import LMScorer, beam_search_batch
-from htr.decoding_options import DECODERS, DEFAULT_BEAM_WIDTH, DEFAULT_INSERTION_BONUS, DEFAULT_LM_WEIGHT
 from htr.lm import CharLM, load_lm
+from htr.reading.beam import LMScorer, beam_search_batch
+from htr.reading.decoding_options import DECODERS, DEFAULT_BEAM_WIDTH, DEFAULT_INSERTION_BONUS, DEFAULT_LM_WEIGHT
 
 
 def greedy_paths(log_probs: np.ndarray, lengths: Sequence[int]) -> list[list[int]]:

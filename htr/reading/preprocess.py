@@ -122,9 +122,9 @@ def light_on_dark(values: np.ndarray) -> bool:
 
 def flatten_paper(values: np.ndarray) -> np.ndarray:
     """Dark-on-light grey values (float32) divided by the paper's estimated brightness (a grey closing wider
-    than the strokes, ``htr.page_ink.paper_background``) and scaled back to the paper's median level: even
+    than the strokes, ``htr.pages.page_ink.paper_background``) and scaled back to the paper's median level: even
     paper stays as it is, a shadow or gradient is removed."""
-    from htr.page_ink import paper_background
+    from htr.pages.page_ink import paper_background
 
     if min(values.shape) < 8:
         return values

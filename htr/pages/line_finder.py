@@ -1,14 +1,14 @@
 """Finding the text lines of a page with a trained line finder: its kernel map, then one box per line.
 
-The finder (``htr.line_detector.LineDetector``, a U-Net trained by ``python -m htr.train_line_detector``) sees the
-page's ink map (``htr.preprocess.ink_map``) shrunk to ``INPUT_SIDE`` pixels on its long side and predicts, at half
-that size, each line's *kernel*: the middle ``KERNEL_SHARE`` of its height, column by column, stopping ``END_SHARE``
-line heights short of its ends (as text detectors such as PSENet/DBNet shrink their targets, so that touching lines
-stay apart). Each connected part of the thresholded map is one line; its box is the part's box grown back by what
-it lost. Parts much thinner or fainter than the page's lines are dropped, parts of one line split at a wide word
-gap joined, and a page whose letters would be smaller or larger than those the finder was trained on is scaled to
-fit them (`network_input`). A finder runs in PyTorch (its ``.pt`` file) or in ONNX Runtime (its ``.onnx`` export,
-``python -m htr.export --line-finder``), where nothing here imports PyTorch.
+The finder (``htr.pages.line_detector.LineDetector``, a U-Net trained by ``python -m htr.train_line_detector``)
+sees the page's ink map (``htr.reading.preprocess.ink_map``) shrunk to ``INPUT_SIDE`` pixels on its long side and
+predicts, at half that size, each line's *kernel*: the middle ``KERNEL_SHARE`` of its height, column by column,
+stopping ``END_SHARE`` line heights short of its ends (as text detectors such as PSENet/DBNet shrink their targets,
+so that touching lines stay apart). Each connected part of the thresholded map is one line; its box is the part's
+box grown back by what it lost. Parts much thinner or fainter than the page's lines are dropped, parts of one line
+split at a wide word gap joined, and a page whose letters would be smaller or larger than those the finder was
+trained on is scaled to fit them (`network_input`). A finder runs in PyTorch (its ``.pt`` file) or in ONNX Runtime
+(its ``.onnx`` export, ``python -m htr.export --line-finder``), where nothing here imports PyTorch.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def network_input(ink: np.ndarray, side: int = INPUT_SIDE,
     factor = side / max(ink.shape)
     small = _resized(ink, factor)
     if letter_range is not None:
-        from htr.page_ink import component_height
+        from htr.pages.page_ink import component_height
 
         letters = component_height((small > 0.5).astype(np.uint8))
         wanted = factor * min(max(letters, letter_range[0]), letter_range[1]) / letters
@@ -143,7 +143,7 @@ class LineFinder:
         else:
             import torch
 
-            from htr.line_detector import LineDetector
+            from htr.pages.line_detector import LineDetector
 
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.network = LineDetector(**state["config"]).eval().to(device)

@@ -1,7 +1,7 @@
 """Synthetic line images that look scanned: pen strokes (online ink) or text in a handwriting font.
 
 Both renderers draw dark ink on light paper with random pen, geometry and scan conditions and return a
-grayscale PIL image; training then treats it exactly like a real scan (`htr.preprocess.preprocess`).
+grayscale PIL image; training then treats it exactly like a real scan (`htr.reading.preprocess.preprocess`).
 All randomness comes from the ``numpy.random.Generator`` passed in, so a seed reproduces an image.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-FONT_DIR = Path(__file__).parent / "fonts"
+FONT_DIR = Path(__file__).resolve().parents[1] / "fonts"  # htr/fonts
 FONT_SUFFIXES = (".ttf", ".otf", ".woff", ".woff2")
 SUPERSAMPLE = 2  # strokes are drawn at this multiple of the output size, then downsampled (anti-aliasing)
 

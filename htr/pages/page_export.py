@@ -4,7 +4,7 @@ each line's polygon, baseline, text and confidence, and its words with their box
 
 Coordinates are whole pixels of the image, corners inclusive (a box ``(left, top, right, bottom)`` with right and
 bottom exclusive becomes the polygon ``left,top right-1,top right-1,bottom-1 left,bottom-1``), as those tools
-write them; `htr.page_xml.read_page` reads both formats back.
+write them; `htr.pages.page_xml.read_page` reads both formats back.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from htr import __version__
-from htr.positions import Box, LineLayout
+from htr.reading.positions import Box, LineLayout
 
 PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
 ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"

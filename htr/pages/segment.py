@@ -1,8 +1,8 @@
 """Finding the text lines of a paragraph or page image.
 
-Given a trained line finder (``htr.line_finder.LineFinder``, what predict.py uses by default), `segment_page`
+Given a trained line finder (``htr.pages.line_finder.LineFinder``, what predict.py uses by default), `segment_page`
 returns the lines it finds. Without one (the classical method), `segment_page` first keeps only the writing
-(``htr.page_ink``: no shadows, stains, show-through, rulings or sheet edges) and cuts the page into the columns
+(``htr.pages.page_ink``: no shadows, stains, show-through, rulings or sheet edges) and cuts the page into the columns
 between vertical rules; in each, `segment_lines` estimates the skew (up to ±6°) from the sharpness of the row
 profile of ink, rows with ink form bands, bands split by a faint gap (a dot, an accent, a descender) are merged,
 and a band about k lines tall (touching ascenders and descenders) is cut at the k - 1 deepest valleys of its
@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from htr.preprocess import INK_THRESHOLD, ink_map, to_grayscale
+from htr.reading.preprocess import INK_THRESHOLD, ink_map, to_grayscale
 
 if TYPE_CHECKING:
-    from htr.line_finder import LineFinder
+    from htr.pages.line_finder import LineFinder
 
 MAX_SKEW_DEGREES = 6.0
 SKEW_STEP_DEGREES = 0.25
@@ -198,9 +198,9 @@ def _box_in_original(box: tuple[int, int, int, int], angle: float, rotated_shape
 
 def writing_map(gray: np.ndarray, grey: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The grey ink map of a page (``grey``, or ``ink_map(gray)`` when not given), the same kept only where
-    ``htr.page_ink.layout_ink`` finds writing (no stains, shadows, show-through, rulings or page edges), and the
+    ``htr.pages.page_ink.layout_ink`` finds writing (no stains, shadows, show-through, rulings or page edges), and the
     map of removed rulings, all at ``gray``'s size."""
-    from htr.page_ink import layout_ink
+    from htr.pages.page_ink import layout_ink
 
     page = layout_ink(gray)
     size = (gray.shape[1], gray.shape[0])
@@ -221,7 +221,7 @@ def column_strips(rules: np.ndarray, min_width: int) -> list[tuple[int, int]]:
 
 def segment_page(gray: np.ndarray, scale: float = 1.0, grey: np.ndarray | None = None,
                  finder: LineFinder | None = None) -> list[Line]:  # fmt: skip
-    """The text lines of a grey page. With ``finder`` (a trained ``htr.line_finder.LineFinder``), the lines it
+    """The text lines of a grey page. With ``finder`` (a trained ``htr.pages.line_finder.LineFinder``), the lines it
     finds; without, the page's writing map cut into the columns between vertical rules, each column's lines found
     by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for reading is the
     page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones); ``grey``: that map

@@ -1,6 +1,6 @@
 """Training-time augmentation as batched tensor operations on the training device.
 
-Works on padded batches from `htr.preprocess.pad_batch` (ink 1.0, paper 0.0, shape (B, 1, H, W)) with the
+Works on padded batches from `htr.reading.preprocess.pad_batch` (ink 1.0, paper 0.0, shape (B, 1, H, W)) with the
 true widths; every sample draws its own parameters. Geometry (affine, elastic distortion, width rescale) is a
 single `grid_sample`; then stroke width, blur, noise and contrast/brightness/gamma.
 """

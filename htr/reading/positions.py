@@ -5,7 +5,7 @@ is the best path itself, for beam search the best path of the beam's text). `lin
 line's box, baseline and its words' and characters' boxes with confidences: a word reaches from the middle of
 the space before it to the middle of the space after it (frames × ``ModelConfig.width_factor`` input pixels),
 is tightened to the ink inside, and is placed in the original image through the line's
-`htr.preprocess.Placement` (the crop and scale of preprocessing, and the line's place on its page).
+`htr.reading.preprocess.Placement` (the crop and scale of preprocessing, and the line's place on its page).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from htr.alphabet import Alphabet
-from htr.decode import ctc_states
-from htr.preprocess import INK_THRESHOLD, Placement
+from htr.reading.decode import ctc_states
+from htr.reading.preprocess import INK_THRESHOLD, Placement
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom in image pixels; right and bottom exclusive
 CORE_SHARE = 0.5  # rows with at least this share of the busiest row's ink are the line's core (x-height)

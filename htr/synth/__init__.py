@@ -1,0 +1,1 @@
+"""Training lines beyond the real ones: rendered pen strokes and fonts, augmentation."""

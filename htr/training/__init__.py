@@ -1,0 +1,1 @@
+"""Training beyond one process: data parallelism under torchrun, distillation from a teacher."""
