@@ -174,7 +174,7 @@ class LineFinder:
         padded, factor = network_input(ink, self.input_side, self.letter_range)
         height, width = (round(s * factor / OUTPUT_STRIDE) for s in ink.shape)
         logits = self.logits(padded)[:height, :width]
-        return (1 / (1 + np.exp(-logits))).astype(np.float32), OUTPUT_STRIDE / factor
+        return (0.5 + 0.5 * np.tanh(0.5 * logits)).astype(np.float32), OUTPUT_STRIDE / factor  # sigmoid, no overflow
 
     def boxes(self, ink: np.ndarray) -> list[Box]:
         """Line boxes of a page's ink map, in its pixels, top to bottom."""
