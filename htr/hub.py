@@ -95,15 +95,19 @@ def lm_tensors(lm: dict) -> dict[str, torch.Tensor]:
     }
 
 
-def lm_state(tensors: dict, order: int) -> dict:
-    """The LM state (``htr.lm.CharLM.from_state`` reads it) of a folder's ``lm.safetensors`` tensors (PyTorch or
-    NumPy)."""
+def folder_lm(folder: Path, config: dict, load_file) -> dict | None:
+    """The LM state (``htr.lm.CharLM.from_state`` reads it) of a model folder with this config, or None when it
+    has none; ``load_file``: safetensors' loader for PyTorch or NumPy tensors."""
     import numpy as np
+
+    if not config.get("language_model"):
+        return None
+    tensors = load_file(folder / LM_NAME)
 
     def text(key: str) -> str:
         return bytes(np.asarray(tensors[key])).decode("utf-8")
 
-    return {"order": order, "ngrams": text("ngrams"), "logprobs": tensors["logprobs"],
+    return {"order": int(config["language_model"]["order"]), "ngrams": text("ngrams"), "logprobs": tensors["logprobs"],
             "backoff_ngrams": text("backoff_ngrams"), "backoffs": tensors["backoffs"]}  # fmt: skip
 
 
@@ -117,8 +121,9 @@ def read_for_decoding(folder: str | Path) -> dict:
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
         state = {"alphabet": str(config["alphabet"])}
-        if config.get("language_model"):
-            state["lm"] = lm_state(load_file(folder / LM_NAME), int(config["language_model"]["order"]))
+        lm = folder_lm(folder, config, load_file)
+        if lm is not None:
+            state["lm"] = lm
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"{folder}: cannot read its alphabet or language model ({reason})") from None
@@ -161,8 +166,9 @@ def read_pretrained(folder: str | Path) -> dict:
     checkpoint.setdefault("metrics", {})
     try:
         checkpoint["state_dict"] = load_file(weights_path)
-        if config.get("language_model"):
-            checkpoint["lm"] = lm_state(load_file(folder / LM_NAME), int(config["language_model"]["order"]))
+        lm = folder_lm(folder, config, load_file)
+        if lm is not None:
+            checkpoint["lm"] = lm
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{folder}: cannot read its weights or language model ({reason})") from None

@@ -232,18 +232,15 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     renderers = synthetic_renderers(cfg) if renderers is None else renderers
     texts = [normalize_text(t) for split in train_splits for t in split["text"]]
     texts += [t for r, _ in renderers for t in r.texts]
-    initial = None
+    initial = read_checkpoint(cfg.init_from) if cfg.init_from and not state else None
+    teacher_state = read_checkpoint(cfg.teacher) if cfg.teacher else None
     if state:
         alphabet, model_cfg = Alphabet(state["alphabet"]), ModelConfig(**state["model_config"])
-    elif cfg.init_from:
-        initial = read_checkpoint(cfg.init_from)
-        known = initial["alphabet"]
+    else:  # the alphabet of the start's weights (or else of the teacher) first, so that their classes line up
+        known = (initial or teacher_state or {}).get("alphabet", "")
         alphabet = Alphabet(known + "".join(sorted(set(Alphabet.from_texts(texts).chars) - set(known))))
-        model_cfg = ModelConfig(**{**initial["model_config"], "num_classes": alphabet.num_classes})
-    else:  # a student begins with its teacher's alphabet, so that their classes line up
-        known = read_checkpoint(cfg.teacher)["alphabet"] if cfg.teacher else ""
-        alphabet = Alphabet(known + "".join(sorted(set(Alphabet.from_texts(texts).chars) - set(known))))
-        model_cfg = dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)
+        model_cfg = ModelConfig(**{**initial["model_config"], "num_classes": alphabet.num_classes}) if initial \
+            else dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)  # fmt: skip
     model = CRNN(model_cfg)
     if initial is not None:
         added = load_weights_extending_classes(model, initial["state_dict"])
@@ -271,8 +268,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     if prefers_channels_last(device, dtype):
         model = model.to(memory_format=torch.channels_last)
-    teacher = Teacher(cfg.teacher, model_cfg, alphabet, device, prefers_channels_last(device, dtype)) \
-        if cfg.teacher else None  # fmt: skip
+    teacher = Teacher(cfg.teacher, model_cfg, alphabet, device, prefers_channels_last(device, dtype),
+                      teacher_state) if teacher_state else None  # fmt: skip
     net = None  # what the training step runs: the model itself, or wrapped to all-reduce its gradients
     if world.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

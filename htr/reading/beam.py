@@ -25,14 +25,14 @@ class LMScorer:
         self.lm = lm
         unknown = lm.index[UNK]
         self.columns = np.array([lm.index[EOS]] + [lm.index.get(c, unknown) for c in alphabet.chars])
-        self.rows: dict[str, np.ndarray] = {}  # the rows met so far, by context
+        self._rows: dict[str, np.ndarray] = {}
 
     def row(self, context: str) -> np.ndarray:
-        row = self.rows.get(context)
+        row = self._rows.get(context)
         if row is None:
-            if len(self.rows) > 500_000:
-                self.rows.clear()
-            row = self.rows[context] = self.lm.distribution(context)[self.columns]
+            if len(self._rows) > 500_000:
+                self._rows.clear()
+            row = self._rows[context] = self.lm.distribution(context)[self.columns]
         return row
 
 
@@ -159,9 +159,7 @@ def beam_search_batch(
             bonus[at] = bonus[at] + gain[at[0], source[at], column[at]] if use_lm else bonus[at] + insertion_bonus
             nodes[at] = new_nodes
             if use_lm:
-                known, context = scorer.rows, trie.context
-                lm_rows[at] = np.stack([known.get(context[n]) if context[n] in known else scorer.row(context[n])
-                                        for n in new_nodes])  # fmt: skip
+                lm_rows[at] = np.stack([scorer.row(trie.context[n]) for n in new_nodes])
         if not alive.all():
             dead = ~alive
             nodes[dead], parents[dead], blank_end[dead], label_end[dead] = -2, -3, -np.inf, -np.inf

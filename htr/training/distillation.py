@@ -19,13 +19,14 @@ ABSENT = -1e4  # the teacher's log-probability of characters it does not know
 
 class Teacher:
     """A trained checkpoint run without gradients: ``teacher(images)`` gives its log-probabilities (T, B, C) over
-    the student's classes (characters the teacher lacks get probability 0)."""
+    the student's classes (characters the teacher lacks get probability 0). ``state``: the checkpoint's dict, when
+    already read (``htr.checkpoint.read_checkpoint``)."""
 
     def __init__(self, checkpoint: str | Path, student: ModelConfig, alphabet: Alphabet, device: torch.device,
-                 channels_last: bool = False) -> None:  # fmt: skip
+                 channels_last: bool = False, state: dict | None = None) -> None:  # fmt: skip
         from htr.checkpoint import model_from_checkpoint, read_checkpoint
 
-        state = read_checkpoint(checkpoint)
+        state = read_checkpoint(checkpoint) if state is None else state
         model, known = model_from_checkpoint(state, checkpoint, device)
         config = model.config
         if (config.height, config.width_factor) != (student.height, student.width_factor):
