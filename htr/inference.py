@@ -174,7 +174,7 @@ class Recognizer:
                 arrays, placements = [], []
                 for line in lines:
                     array, inner = placed_line_array(line.ink, height)
-                    left, top, right, bottom = line.box  # the line's ink map stretched over its box
+                    left, top, right, bottom = line.ink_box or line.box  # its ink map stretched over that box
                     on_page = Placement(left, top, (right - left) / max(1, line.ink.shape[1]),
                                         (bottom - top) / max(1, line.ink.shape[0]))  # fmt: skip
                     arrays.append(array)

@@ -40,6 +40,7 @@ from htr.pages.line_detector import (
 )
 
 CROP = 512
+END_EXTENDS = (0.05, 0.1, 0.15, 0.25)  # box growth at line ends tried on the held-out pages
 
 
 def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list]:
@@ -129,18 +130,20 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8)) -> dict[float, float]:
-    """Line-box F1 on held-out pages for each threshold."""
+def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8),
+             end_extends=END_EXTENDS) -> dict[tuple[float, float], float]:  # fmt: skip
+    """Line-box F1 on held-out pages for each threshold and end extension (how far each kernel's box is grown at
+    its ends, in line heights)."""
     model.eval()
-    sums = {t: [0, 0, 0] for t in thresholds}
+    sums = {(t, e): [0, 0, 0] for t in thresholds for e in end_extends}
     for _, ink, _, boxes in pages:
         probability = torch.sigmoid(model(torch.from_numpy(ink.astype(np.float32) / 255)[None, None]))[0, 0].numpy()
-        for t in thresholds:
-            found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255)
+        for t, e in sums:
+            found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255, e)
             for k, v in enumerate((matched_boxes(found, boxes), len(found), len(boxes))):
-                sums[t][k] += v
+                sums[t, e][k] += v
     model.train()
-    return {t: 2 * m / max(1, f + n) for t, (m, f, n) in sums.items()}
+    return {key: 2 * m / max(1, f + n) for key, (m, f, n) in sums.items()}
 
 
 def main() -> None:
@@ -153,6 +156,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--init-from", help="start from this finder's weights (fine-tuning; its width is used)")
     parser.add_argument("--held-out", type=float, default=0.06)
     parser.add_argument("--validate-every", type=int, default=250)
     parser.add_argument("--save-every", type=int, default=50)
@@ -183,9 +187,15 @@ def main() -> None:
         "pages": [str(Path(p[0]).relative_to(f)) for f in args.pages for p in train if Path(p[0]).is_relative_to(f)],
         "composed_pages": {d: sum(p[0].startswith(d + "#") for p in train) for d in args.composed},
     }
-    letter_range = letter_heights([p[1] for p in train])  # pages at predict time are scaled into this range
+    letter_range = list(letter_heights([p[1] for p in train]))  # pages at predict time are scaled into this range
     torch.manual_seed(args.seed)
-    model = LineDetector(args.width)
+    if args.init_from:
+        start_from = torch.load(args.init_from, map_location="cpu", weights_only=True)
+        model = LineDetector(**start_from["config"])
+        model.load_state_dict(start_from["model"])
+        print(f"starting from {args.init_from} (held-out F1 {start_from.get('held_out_f1', float('nan')):.3f})")
+    else:
+        model = LineDetector(args.width)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warmup = max(1, args.steps // 20)  # then cosine to zero at --steps (a larger --steps on resume extends it)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -218,12 +228,14 @@ def main() -> None:
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % args.validate_every == 0 or step == args.steps:
             scores = validate(model, held)
-            threshold, f1 = max(scores.items(), key=lambda kv: kv[1])
-            history.append({"step": step, "f1": f1, "threshold": threshold, "seconds": round(time.time() - start)})
-            print(f"step {step}: held-out F1 {f1:.3f} at threshold {threshold}", flush=True)
+            (threshold, end_extend), f1 = max(scores.items(), key=lambda kv: kv[1])
+            history.append({"step": step, "f1": f1, "threshold": threshold, "end_extend": end_extend,
+                            "seconds": round(time.time() - start)})  # fmt: skip
+            print(f"step {step}: held-out F1 {f1:.3f} at threshold {threshold}, ends grown {end_extend}", flush=True)
             if f1 > best:
                 best = f1
-                geometry = {"input_side": INPUT_SIDE, "end_share": END_SHARE, "letter_range": letter_range}
+                geometry = {"input_side": INPUT_SIDE, "end_share": END_SHARE, "end_extend": end_extend,
+                            "letter_range": letter_range}  # fmt: skip
                 finder = {"config": model.config, "model": model.state_dict(), "threshold": threshold,
                           "geometry": geometry, "held_out_f1": f1, "step": step, "trained_on": trained_on}  # fmt: skip
                 atomic_save(finder, output)

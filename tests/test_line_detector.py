@@ -142,6 +142,17 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
     assert torch.load(output.with_name("finder.last.pt"), weights_only=False)["step"] == 6
     ink = np.zeros((300, 400), np.float32)
     assert all(len(b) == 4 for b in finder.boxes(ink))
+    assert finder.end_extend in train_line_detector.END_EXTENDS  # chosen on the held-out pages with the threshold
+    # fine-tuning: --init-from starts from a finder's weights (and its width, whatever --width says)
+    tuned = tmp_path / "tuned.pt"
+    start = torch.load(output, weights_only=True)["model"]
+    argv[argv.index("--output") + 1], argv[argv.index("--width") + 1] = str(tuned), "8"
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "1", "--lr", "1e-9", "--init-from", str(output)])
+    train_line_detector.main()
+    weights = torch.load(tuned.with_name("tuned.last.pt"), weights_only=False)["model"]
+    assert weights["head.weight"].shape == start["head.weight"].shape  # width 4, the start's
+    learned = [k for k in start if k.endswith(("weight", "bias"))]
+    assert all(torch.allclose(weights[k], start[k], atol=1e-4) for k in learned)
 
 
 def test_reading_order_is_rows_top_to_bottom_then_left_to_right():

@@ -59,7 +59,7 @@ def _resized(ink: np.ndarray, factor: float) -> np.ndarray:
 
 
 def boxes_from_kernels(probability: np.ndarray, scale: float, threshold: float = 0.5, ink: np.ndarray | None = None,
-                       end_share: float = END_SHARE, join_gap: float = JOIN_GAP) -> list[Box]:  # fmt: skip
+                       end_extend: float = END_SHARE, join_gap: float = JOIN_GAP) -> list[Box]:  # fmt: skip
     """Line boxes, in pixels of the page the map was made from (``scale``: page pixels per map pixel), one per
     connected part of the thresholded kernel map, grown back to the line's full height; in `reading_order`.
 
@@ -88,7 +88,7 @@ def boxes_from_kernels(probability: np.ndarray, scale: float, threshold: float =
     boxes = []
     for left, top, right, bottom, kernel_area in join_side_by_side(kernels, join_gap):
         height = kernel_area / (right - left) / KERNEL_SHARE  # the line's, from its kernel's mean thickness
-        grow, extend = height * (1 - KERNEL_SHARE) / 2, end_share * height
+        grow, extend = height * (1 - KERNEL_SHARE) / 2, end_extend * height
         box = (left - extend - 0.5, top - grow, right + extend + 0.5, bottom + grow)
         boxes.append(tuple(int(round(v * scale)) for v in box))
     return reading_order(boxes)
@@ -152,12 +152,15 @@ class LineFinder:
         self.threshold = float(state.get("threshold", 0.5))
         geometry = state.get("geometry", {"input_side": 1024, "end_share": 0.0})  # files from before geometry
         self.input_side, self.end_share = int(geometry["input_side"]), float(geometry["end_share"])
-        self.letter_range = geometry.get("letter_range")  # letter heights it was trained on (older files: none)
+        letter_range = geometry.get("letter_range")  # letter heights it was trained on (older files: none)
+        self.letter_range = None if letter_range is None else [float(v) for v in letter_range]
+        self.end_extend = float(geometry.get("end_extend", self.end_share))  # chosen on held-out pages (newer files)
 
     def settings(self) -> dict:
         """What an ONNX export keeps beside the network: threshold and geometry."""
-        return {"threshold": self.threshold, "geometry": {"input_side": self.input_side, "end_share": self.end_share,
-                                                          "letter_range": self.letter_range}}  # fmt: skip
+        geometry = {"input_side": self.input_side, "end_share": self.end_share, "end_extend": self.end_extend,
+                    "letter_range": self.letter_range}  # fmt: skip
+        return {"threshold": self.threshold, "geometry": geometry}
 
     def logits(self, padded: np.ndarray) -> np.ndarray:
         """The network's (H/2, W/2) kernel logits of one padded (H, W) input."""
@@ -180,6 +183,6 @@ class LineFinder:
         """Line boxes of a page's ink map, in its pixels, top to bottom."""
         probability, scale = self.probability(ink)
         small = cv2.resize(ink, probability.shape[::-1], interpolation=cv2.INTER_AREA)
-        boxes = boxes_from_kernels(probability, scale, self.threshold, small, self.end_share)
+        boxes = boxes_from_kernels(probability, scale, self.threshold, small, self.end_extend)
         clip = lambda b: (max(0, b[0]), max(0, b[1]), min(ink.shape[1], b[2]), min(ink.shape[0], b[3]))  # noqa: E731
         return [clip(b) for b in boxes]

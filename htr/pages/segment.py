@@ -31,16 +31,18 @@ MERGE_GAP = 0.15  # bands closer than this × the typical line height are one li
 SMALL_BAND = 0.35  # bands shorter than this × the tallest band join their nearest neighbour
 SPARSE_BAND = 0.25  # ... and so do bands whose ink density is below this × the densest band's
 MIN_LINE_INK, MAX_LINE_INK = 0.02, 0.45  # share of a found line's box that is ink
+READ_MARGIN = 0.15  # a found line is read with this many line heights more at each end (a final full stop)
 TALL_BAND = 1.5  # bands taller than this × the line pitch hold several touching lines
 
 
 @dataclass(frozen=True)
 class Line:
     """One text line: its ink map (paper 0, ink 1, deskewed) and its box (left, top, right, bottom) in the
-    original image's pixels."""
+    original image's pixels; ``ink_box``: the box its ink map covers there, when not ``box``."""
 
     ink: np.ndarray
     box: tuple[int, int, int, int]
+    ink_box: tuple[int, int, int, int] | None = None
 
 
 def estimate_skew(ink: np.ndarray, max_points: int = 200_000) -> float:
@@ -223,14 +225,23 @@ def segment_page(gray: np.ndarray, scale: float = 1.0, grey: np.ndarray | None =
                  finder: LineFinder | None = None) -> list[Line]:  # fmt: skip
     """The text lines of a grey page. With ``finder`` (a trained ``htr.pages.line_finder.LineFinder``), the lines it
     finds; without, the page's writing map cut into the columns between vertical rules, each column's lines found
-    by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for reading is the
-    page's plain grey ink map (the recognizer was trained on grey lines, not on masked ones); ``grey``: that map
-    when the caller has already made it (``ink_map(gray)``)."""
+    by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for reading (a found
+    line's box ``READ_MARGIN`` line heights longer at each end) is the page's plain grey ink map (the recognizer
+    was trained on grey lines, not on masked ones); ``grey``: that map when the caller has made it already."""
     if finder is not None:
         grey = ink_map(gray) if grey is None else grey
-        return [Line(grey[top:bottom, left:right], (int(left * scale), int(top * scale), int(right * scale),
-                                                    int(bottom * scale)))
-                for left, top, right, bottom in finder.boxes(grey)]  # fmt: skip
+        lines = []
+        for left, top, right, bottom in finder.boxes(grey):
+            margin = int(READ_MARGIN * (bottom - top))
+            wide_left, wide_right = max(0, left - margin), min(grey.shape[1], right + margin)
+            lines.append(
+                Line(
+                    grey[top:bottom, wide_left:wide_right],
+                    (int(left * scale), int(top * scale), int(right * scale), int(bottom * scale)),
+                    (int(wide_left * scale), int(top * scale), int(wide_right * scale), int(bottom * scale)),
+                )
+            )
+        return lines
     grey, writing, rules = writing_map(gray, grey)
     lines = []
     for left, right in column_strips(rules, min_width=max(20, gray.shape[1] // 50)):
