@@ -159,7 +159,15 @@ def line_layout(
     def located(members: list[CharSpan], left: float, right: float) -> TextBox:
         mean_log = np.mean([np.log(max(s.probability, 1e-12)) for s in members])
         edges = _ink_box(ink, round(left), round(right))
-        return TextBox("".join(s.char for s in members), placement.box(*edges), round(float(np.exp(mean_log)), 4))
+        return TextBox(
+            "".join(s.char for s in members), inside(placement.box(*edges)), round(float(np.exp(mean_log)), 4)
+        )
+
+    def inside(word: Box) -> Box:  # a segmenter's line is read a little beyond its box: its words stay in the box
+        if box is None:
+            return word
+        a, b = min(max(word[0], box[0]), box[2] - 1), min(max(word[1], box[1]), box[3] - 1)
+        return a, b, max(a + 1, min(word[2], box[2])), max(b + 1, min(word[3], box[3]))
 
     # a character's columns: from halfway between its frames and the previous character's to halfway to the next
     cuts = [0.0] + [(a.end + b.start) / 2 * width_factor for a, b in zip(spans, spans[1:])] + [float(width)]
