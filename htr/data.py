@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
@@ -273,6 +274,11 @@ def quantize(line: torch.Tensor) -> torch.Tensor:
     return line if line.dtype == torch.uint8 else (line * 255).round().to(torch.uint8)
 
 
+def frames_needed(target: list[int]) -> int:
+    """The fewest output frames CTC needs for a label: one per character, plus a blank between repeats."""
+    return len(target) + sum(a == b for a, b in zip(target, target[1:]))
+
+
 class LineSet(torch.utils.data.Dataset):
     """Preprocessed lines kept in memory as uint8, with their encoded labels; `add` admits one line.
 
@@ -308,8 +314,7 @@ class LineSet(torch.utils.data.Dataset):
             self.skipped[refusal] += 1
             return False
         target = self.alphabet.encode("".join(c for c in text if self.alphabet.covers(c)))
-        repeats = sum(a == b for a, b in zip(target, target[1:]))
-        if self.for_training and len(target) + repeats > self.frames_for_width(image.shape[-1]):
+        if self.for_training and frames_needed(target) > self.frames_for_width(image.shape[-1]):
             self.skipped["label too long for the image width"] += 1
             return False
         self.images.append(quantize(image))
@@ -346,22 +351,43 @@ class LineDataset(LineSet):
         name: str = "split",
         limit: int | None = None,
         for_training: bool = True,
+        photo_share: float = 0.0,
     ) -> None:
         super().__init__(alphabet, frames_for_width, name, for_training)
+        self.photo_share = photo_share
+        self.photos: list[torch.Tensor] = []  # with photo_share: each kept line as a phone photo (`photo_finish`)
         rows = split.select(range(min(limit, len(split)))) if limit else split
-        for row in tqdm(rows, desc=f"preparing {name}", leave=False, mininterval=2):
+        for index, row in enumerate(tqdm(rows, desc=f"preparing {name}", leave=False, mininterval=2)):
             text = normalize_text(row["text"])
             refusal = self.text_refusal(text)
             if refusal:  # before decoding the image
                 self.skipped[refusal] += 1
                 continue
             try:
-                image = preprocess(decode_row_image(row["image"]), height)
+                original = decode_row_image(row["image"])
+                image = preprocess(original, height)
             except Exception:
                 self.skipped["unreadable image"] += 1
                 continue
-            self.add(image, text)
+            if self.add(image, text) and photo_share > 0:
+                self.photos.append(self._photo_of(original, height, index))
         self.report(len(rows))
+
+    def _photo_of(self, original: Image.Image, height: int, index: int) -> torch.Tensor:
+        """The just-added line as a phone photo (`photo_finish`, seeded by its row), preprocessed; the clean
+        line again if the photo came out too narrow for its label."""
+        from htr.synth.render import photo_finish  # rendering is a training-time dependency only
+
+        photo = quantize(preprocess(photo_finish(original, np.random.default_rng([11, index])), height))
+        fits = frames_needed(self.targets[-1]) <= self.frames_for_width(photo.shape[-1])
+        return photo if fits else self.images[-1]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[int], str]:
+        """A line; with ``photo_share``, that share of draws gets its phone-photo version instead (drawn from
+        torch's generator, whose state a resumed run restores)."""
+        if self.photos and torch.rand(()).item() < self.photo_share:
+            return self.photos[index].float() / 255, self.targets[index], self.texts[index]
+        return super().__getitem__(index)
 
 
 def collate_lines(items: list) -> dict:

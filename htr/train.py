@@ -103,6 +103,7 @@ class TrainConfig:
     max_val_lines: int = 0  # use only the first N validation lines; 0: all
     save_every: int = 200  # steps between last-state saves within an epoch
     init_from: str = ""  # start from this checkpoint's weights and architecture (fresh optimizer); see README
+    photo_share: float = 0.0  # share of real training lines drawn as a simulated phone photo of themselves
     ink: str = ""  # IAM-OnDB folder or archive (lineStrokes/ + ascii/): adds rendered ink lines to every epoch
     ink_ratio: float = 1.0  # rendered ink lines per real training line in each epoch (with --ink)
     font_text: str = ""  # text file(s), comma-separated: adds their lines drawn in handwriting fonts
@@ -256,7 +257,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
 
     height, frames = model_cfg.height, model.output_length
     real_sets = [LineDataset(split, alphabet, height, frames, "train" if len(train_splits) == 1 else f"train {source}",
-                             cfg.max_train_lines) for split, source in zip(train_splits, cfg.dataset)]  # fmt: skip
+                             cfg.max_train_lines, photo_share=cfg.photo_share)
+                 for split, source in zip(train_splits, cfg.dataset)]  # fmt: skip
     train_set = torch.utils.data.ConcatDataset(real_sets)
     train_widths = [w for s in real_sets for w in s.widths]
     val_set = LineDataset(val_split, alphabet, height, frames, "validation", cfg.max_val_lines, for_training=False)

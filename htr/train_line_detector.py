@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from htr.checkpoint import atomic_save
@@ -161,6 +162,12 @@ def main() -> None:
     parser.add_argument("--validate-every", type=int, default=250)
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.0,
+        help="validate and save an exponential moving average of the weights (e.g. 0.998); 0: off",
+    )
     args = parser.parse_args()
     output = Path(args.output)
     inputs = json.dumps([args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE])
@@ -196,6 +203,8 @@ def main() -> None:
         print(f"starting from {args.init_from} (held-out F1 {start_from.get('held_out_f1', float('nan')):.3f})")
     else:
         model = LineDetector(args.width)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True) \
+        if args.ema_decay else None  # fmt: skip
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warmup = max(1, args.steps // 20)  # then cosine to zero at --steps (a larger --steps on resume extends it)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -208,6 +217,8 @@ def main() -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
         step, best, history = state["step"], state["best"], state["history"]
         rng = np.random.default_rng([args.seed, step])
         print(f"resumed at step {step}")
@@ -223,11 +234,14 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         schedule.step()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % args.validate_every == 0 or step == args.steps:
-            scores = validate(model, held)
+            evaluated = ema.module if ema is not None else model  # the weights validated and saved
+            scores = validate(evaluated, held)
             (threshold, end_extend), f1 = max(scores.items(), key=lambda kv: kv[1])
             history.append({"step": step, "f1": f1, "threshold": threshold, "end_extend": end_extend,
                             "seconds": round(time.time() - start)})  # fmt: skip
@@ -236,12 +250,13 @@ def main() -> None:
                 best = f1
                 geometry = {"input_side": INPUT_SIDE, "end_share": END_SHARE, "end_extend": end_extend,
                             "letter_range": letter_range}  # fmt: skip
-                finder = {"config": model.config, "model": model.state_dict(), "threshold": threshold,
+                finder = {"config": model.config, "model": evaluated.state_dict(), "threshold": threshold,
                           "geometry": geometry, "held_out_f1": f1, "step": step, "trained_on": trained_on}  # fmt: skip
                 atomic_save(finder, output)
         if step % args.save_every == 0 or step == args.steps:
             last = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "step": step, "best": best, "history": history}  # fmt: skip
+                    "step": step, "best": best, "history": history,
+                    "ema": ema.state_dict() if ema is not None else None}  # fmt: skip
             atomic_save(last, state_path)
     print(json.dumps(history, indent=1))
 

@@ -134,3 +134,35 @@ def test_several_training_sources(parquet_dataset, tmp_path):
     assert [len(t) for t in trains] == [3, 48] and len(validation) == 12
     trains, validation = load_training_data([str(parquet_dataset / "train.parquet")], val_fraction=0.25)
     assert len(trains[0]) + len(validation) == 48 and len(validation) == 12  # the only source: carved
+
+
+def test_photo_share_draws_that_share_of_lines_as_phone_photos_of_themselves():
+    import torch
+
+    texts = random_texts(6, 5)
+    cells = [{"bytes": png_bytes(render_line(t)), "path": None} for t in texts]
+    split = datasets.Dataset.from_dict({"image": cells, "text": texts})
+    split = split.cast_column("image", datasets.Image(decode=False))
+    alphabet = Alphabet.from_texts(texts)
+    plain = LineDataset(split, alphabet, 64, lambda w: w // 4, "train")
+    assert plain.photos == []  # nothing rendered without photo_share
+    lines = LineDataset(split, alphabet, 64, lambda w: w // 4, "train", photo_share=0.5)
+    assert len(lines.photos) == len(lines) == 6
+    for k in range(6):  # a photo is its line shaded, faded and re-framed, not the clean line again
+        assert not torch.equal(lines.photos[k], lines.images[k])
+        assert lines[k][1:] == plain[k][1:]  # same label and text either way
+    torch.manual_seed(0)
+    draws = [any(torch.equal(lines[k][0], p.float() / 255) for p in lines.photos[k : k + 1]) for k in [0] * 400]
+    assert 0.4 < sum(draws) / len(draws) < 0.6
+    torch.manual_seed(0)  # torch's generator decides, so a resumed run (which restores it) draws the same
+    assert draws == [torch.equal(lines[0][0], lines.photos[0].float() / 255) for _ in range(400)]
+
+
+def test_a_photo_too_narrow_for_its_label_is_replaced_by_the_clean_line():
+    text = "narrow"
+    cell = {"bytes": png_bytes(render_line(text)), "path": None}
+    split = datasets.Dataset.from_dict({"image": [cell], "text": [text]})
+    frames = iter([100, 0])  # the clean line (asked first) has frames enough for its label, its photo none
+    lines = LineDataset(split.cast_column("image", datasets.Image(decode=False)), Alphabet.from_texts([text]), 64,
+                        lambda width: next(frames), "train", photo_share=1.0)  # fmt: skip
+    assert len(lines) == 1 and lines.photos[0] is lines.images[0]

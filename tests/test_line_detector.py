@@ -113,8 +113,8 @@ def test_matched_boxes_is_one_to_one():
     assert matched_boxes([(0, 0, 100, 50)], truth) == 0  # one box over both lines: IoU 0.4 with each
 
 
-def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_path, monkeypatch):
-    from htr import train_line_detector
+def finder_training_argv(tmp_path: Path, output: Path) -> list[str]:
+    """htr.train_line_detector's arguments for 3 generated PAGE XML pages and 3 composed ones, a tiny network."""
     from tests.conftest import write_parquet_dataset
 
     pages = tmp_path / "pages"
@@ -124,10 +124,16 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
         image.save(pages / f"page{k}.png")
         write_page_xml(pages / f"page{k}.xml", f"page{k}.png", image.size, boxes, ["x"] * len(boxes))
     dataset = write_parquet_dataset(tmp_path / "lines", n_train=16, n_val=2, n_test=2)
-    output = tmp_path / "finder.pt"
-    argv = ["htr.train_line_detector", "--pages", str(pages), "--composed", str(dataset), "--composed-pages", "3",
+    return ["htr.train_line_detector", "--pages", str(pages), "--composed", str(dataset), "--composed-pages", "3",
             "--output", str(output), "--batch-size", "2", "--width", "4", "--validate-every", "2",
             "--held-out", "0.2"]  # fmt: skip
+
+
+def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_path, monkeypatch):
+    from htr import train_line_detector
+
+    output = tmp_path / "finder.pt"
+    argv = finder_training_argv(tmp_path, output)
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "4"])
     train_line_detector.main()
     finder = LineFinder(output)
@@ -153,6 +159,24 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
     assert weights["head.weight"].shape == start["head.weight"].shape  # width 4, the start's
     learned = [k for k in start if k.endswith(("weight", "bias"))]
     assert all(torch.allclose(weights[k], start[k], atol=1e-4) for k in learned)
+
+
+def test_with_ema_decay_the_weight_average_is_validated_saved_and_resumed(tmp_path, monkeypatch):
+    from htr import train_line_detector
+
+    output = tmp_path / "finder.pt"
+    argv = [*finder_training_argv(tmp_path, output), "--lr", "1e-2", "--ema-decay", "0.5"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "2"])
+    train_line_detector.main()  # one validation, at step 2: the finder written is the average at step 2
+    saved = torch.load(output, weights_only=True)["model"]
+    last = torch.load(output.with_name("finder.last.pt"), weights_only=False)
+    average = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert saved.keys() == average.keys() == last["model"].keys()
+    assert all(torch.equal(saved[k], average[k]) for k in saved)
+    assert not all(torch.equal(saved[k], last["model"][k]) for k in saved)  # not the raw weights
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "3"])
+    train_line_detector.main()  # resumes the average too: its count goes on from 2
+    assert int(torch.load(output.with_name("finder.last.pt"), weights_only=False)["ema"]["n_averaged"]) == 3
 
 
 def test_reading_order_is_rows_top_to_bottom_then_left_to_right():
