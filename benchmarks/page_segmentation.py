@@ -3,7 +3,7 @@
     python benchmarks/page_segmentation.py extract --repo HTR-United/CREMMA-AN-TestamentsDePoilus=path/to/clone \\
         --repo HTR-United/lectaurep-repertoires=path/to/clone --repo HTR-United/CREMMA-MSS-18=path/to/clone \\
         --out data/real-pages
-    python benchmarks/page_segmentation.py run --data data/real-pages [--details per_page.tsv]
+    python benchmarks/page_segmentation.py run --data data/real-pages [--line-finder classical] [--details per_page.tsv]
 
 The pages are listed, with their repositories, commits and licences, in ``benchmarks/real_pages.json`` (written
 once by the ``select`` command: every k-th ALTO/PAGE file of each repository that has its image beside it and no
@@ -77,7 +77,7 @@ def find_lines(image_path: Path, method: str, finder=None) -> list[Box]:
 def run(args: argparse.Namespace) -> None:
     manifest = json.loads(MANIFEST.read_text())
     finder = None
-    if args.line_finder:
+    if args.line_finder != "classical":
         from htr.pages.line_finder import LineFinder
 
         finder = LineFinder(args.line_finder)
@@ -217,7 +217,11 @@ def main() -> None:
     sub.add_argument("--details", help="per-page TSV")
     sub.add_argument("--verbose", action="store_true")
     sub.add_argument("--method", choices=["predict", "profile"], default="predict")
-    sub.add_argument("--line-finder", help="a trained line finder (htr.train_line_detector); default: classical")
+    sub.add_argument(
+        "--line-finder",
+        default=str(ROOT / "line_finder.pt"),
+        help="a trained line finder (htr.train_line_detector), or classical; default: the shipped one",
+    )
     args = parser.parse_args()
     {"select": select, "extract": extract, "run": run}[args.command](args)
 

@@ -460,6 +460,7 @@ def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, 
             "recipe": {"batch size": cfg.batch_size, "peak learning rate": cfg.lr,
                        "schedule": f"{cfg.warmup_steps} warm-up steps, cosine over {cfg.epochs} epochs",
                        "EMA decay": cfg.ema_decay, "augmentation": "on" if cfg.use_augment else "off",
+                       "photo share": cfg.photo_share,
                        "initialised from": source_name(cfg.init_from) or "scratch",
                        "distilled from": (f"{source_name(cfg.teacher)} (weight {cfg.distill_weight}, temperature "
                                           f"{cfg.distill_temperature})") if cfg.teacher else "none"}}  # fmt: skip

@@ -2,8 +2,8 @@
 
 Any PIL image becomes a (1, H, W) float array (a tensor, for training) of fixed height H, aspect ratio kept,
 in which ink is 1.0 and paper 0.0: grayscale with transparency composited on white, light-on-dark inverted,
-cropped to the ink with a small margin, contrast stretched. Because paper is 0.0, padding a batch with zeros
-pads with paper.
+cropped to the ink (as IAM's line images are), contrast stretched. Because paper is 0.0, padding a batch with
+zeros pads with paper.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ MAX_ASPECT = 32  # lines wider than MAX_ASPECT × height are squeezed horizontal
 MAX_PIXELS = 64_000_000  # larger images are refused from their header, before any pixel is decoded
 WORK_PIXELS = 16_000_000  # larger images are first shrunk (box filter) to about this size, bounding memory
 INK_THRESHOLD = 0.5  # an ink-map value above this is ink; an image with none reads as empty text
+CROP_MARGIN = 0.0  # room kept around the ink, in ink heights; 0.08 shrank a line with paper around it (docs/reading.md)
 
 
 class ImageRefused(ValueError):
@@ -157,9 +158,11 @@ class Placement:
                          self.sx * outer.sx, self.sy * outer.sy)  # fmt: skip
 
 
-def ink_bounds(ink: np.ndarray, threshold: float = INK_THRESHOLD, margin: float = 0.08) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) around the pixels above ``threshold``, plus ``margin`` × their height on each
-    side (clipped to the image); the whole image when it has no ink."""
+def ink_bounds(
+    ink: np.ndarray, threshold: float = INK_THRESHOLD, margin: float = CROP_MARGIN
+) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) around the pixels above ``threshold``, plus one pixel and ``margin`` × their
+    height on each side (clipped to the image); the whole image when it has no ink."""
     rows = np.flatnonzero((ink > threshold).any(axis=1))
     cols = np.flatnonzero((ink > threshold).any(axis=0))
     if rows.size == 0:
