@@ -19,6 +19,18 @@ def test_fixed_height_and_aspect_ratio_kept():
     assert wider.shape[2] == pytest.approx(2 * out.shape[2], rel=0.05)  # no squashing to a fixed width
 
 
+def test_paper_around_a_line_does_not_shrink_its_writing():
+    """A line on a larger sheet (a user's loose crop, a photo) reaches the network as its tight crop does, the
+    crop IAM's training lines have."""
+    line = render_line("paper all around", size=40, ink=100, paper=215)
+    tight = line.crop(line.point(lambda v: 255 if v < 160 else 0).getbbox())  # cropped to its ink, as IAM's are
+    sheet = Image.new("L", (tight.width + 160, tight.height + 90), 215)
+    sheet.paste(tight, (70, 40))
+    cropped, loose = preprocess(tight, HEIGHT), preprocess(sheet, HEIGHT)
+    assert abs(loose.shape[-1] - cropped.shape[-1]) < 0.06 * cropped.shape[-1]  # a pixel of room; 8% was 16% off
+    assert loose.mean() == pytest.approx(cropped.mean(), rel=0.1)  # the writing fills the height as much
+
+
 def test_ink_is_one_and_paper_zero():
     out = preprocess(render_line("ink"), HEIGHT)
     assert out.min() == 0.0 and out.max() == 1.0
@@ -67,7 +79,7 @@ def test_a_photographed_line_preprocesses_like_its_scan(seed):
     from htr.synth.render import photo_finish
 
     line = render_line("the quick brown fox jumps", size=40, ink=100, paper=215)  # a grey scan, like IAM
-    line = line.crop(ImageOps.invert(line).getbbox())  # cropped tightly to the ink, like IAM's lines
+    line = line.crop(line.point(lambda v: 255 if v < 160 else 0).getbbox())  # cropped to its ink, like IAM's lines
     photo = photo_finish(line, np.random.default_rng(seed))
     clean, shot = preprocess_array(line, 64)[0], preprocess_array(photo, 64)[0]
     assert shot.mean() < 0.3  # mostly paper: not inverted by the shadow
