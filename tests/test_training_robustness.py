@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 import htr.train
-from htr.checkpoint import load_model
+from htr.atomic_file import atomic_write
+from htr.checkpoint import atomic_save, load_model
 from htr.model import ModelConfig
 from htr.train import TrainConfig, train
 from tests.conftest import TINY_MODEL
@@ -69,6 +70,29 @@ def test_sigint_saves_the_last_state_and_exits_cleanly(parquet_dataset, tmp_path
     assert "Traceback" not in stderr and "interrupted at step" in stderr
     interrupted_at = int(stderr.split("interrupted at step ")[1].split(";")[0])
     assert torch.load(out / "last_state.pt", weights_only=True)["step"] == interrupted_at >= 3
+
+
+def test_ctrl_c_during_a_write_finishes_the_file_then_interrupts(tmp_path):
+    """The CI failure this guards: Ctrl-C landing inside torch.save broke the zip writer, and the training
+    loop's KeyboardInterrupt handler never ran (a RuntimeError came out instead)."""
+    path = tmp_path / "state.pt"
+    state = {"weights": torch.arange(100_000, dtype=torch.float32), "step": 7}
+
+    def save_interrupted_halfway(f):
+        f.write(b"")  # the file is open; the user presses Ctrl-C now
+        signal.raise_signal(signal.SIGINT)
+        torch.save(state, f)
+
+    try:
+        atomic_write(path, save_interrupted_halfway)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the Ctrl-C was swallowed instead of delivered after the write")
+    assert torch.equal(torch.load(path, weights_only=True)["weights"], state["weights"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler is back
+    atomic_save({"step": 8}, path)  # and the next save, like the handler's, is not held back
+    assert torch.load(path, weights_only=True)["step"] == 8
 
 
 def test_non_finite_losses_are_skipped_and_counted(parquet_dataset, tmp_path, monkeypatch):
