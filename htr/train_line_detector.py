@@ -38,6 +38,7 @@ from htr.pages.line_detector import (
     kernel_target,
     letter_heights,
     network_input,
+    widened,
 )
 
 CROP = 512
@@ -156,8 +157,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--init-from", help="start from this finder's weights (fine-tuning; its width is used)")
+    parser.add_argument(
+        "--width",
+        type=int,
+        help="channels of the first level (default 16; with --init-from: its "
+        "width, or wider: the trained finder widened so that it starts out computing the same map)",
+    )
+    parser.add_argument("--init-from", help="start from this finder's weights (fine-tuning)")
     parser.add_argument("--held-out", type=float, default=0.06)
     parser.add_argument("--validate-every", type=int, default=250)
     parser.add_argument("--save-every", type=int, default=50)
@@ -201,8 +207,11 @@ def main() -> None:
         model = LineDetector(**start_from["config"])
         model.load_state_dict(start_from["model"])
         print(f"starting from {args.init_from} (held-out F1 {start_from.get('held_out_f1', float('nan')):.3f})")
+        if args.width and args.width != model.config["width"]:
+            model = widened(model, args.width)
+            print(f"widened to width {args.width}")
     else:
-        model = LineDetector(args.width)
+        model = LineDetector(args.width or 16)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True) \
         if args.ema_decay else None  # fmt: skip
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)

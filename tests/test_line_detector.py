@@ -16,6 +16,7 @@ from htr.pages.line_detector import (
     kernel_target,
     network_input,
     reading_order,
+    widened,
 )
 from htr.pages.page_xml import read_page
 from tests.test_segment import make_page
@@ -107,6 +108,31 @@ def test_network_input_is_shrunk_and_padded_and_the_output_is_half_size():
     assert logits.shape == (1, 1, 256 // OUTPUT_STRIDE, 512 // OUTPUT_STRIDE)
 
 
+def test_a_widened_finder_computes_the_same_map_then_trains_its_new_channels():
+    torch.manual_seed(0)
+    narrow = LineDetector(width=4)
+    with torch.no_grad():  # trained-looking norms, so that copying them matters
+        for module in narrow.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5), module.running_var.uniform_(0.5, 2)
+                module.weight.uniform_(0.5, 1.5), module.bias.uniform_(-0.2, 0.2)
+    narrow.eval()
+    wide = widened(narrow, 6).eval()
+    assert wide.config == {"width": 6} and wide.head.weight.shape == (1, 6, 1, 1)
+    ink = torch.rand(2, 1, 64, 96)
+    torch.testing.assert_close(wide(ink), narrow(ink), rtol=0, atol=1e-5)
+    wide.train()
+    optimizer = torch.optim.SGD(wide.parameters(), lr=0.1)
+    wide(ink).square().mean().backward()
+    assert wide.head.weight.grad[0, 4:].abs().sum() > 0  # the zero weights that read the new channels learn first,
+    optimizer.step()
+    optimizer.zero_grad()
+    wide(ink).square().mean().backward()
+    assert wide.stem[0].weight.grad[4:].abs().sum() > 0  # then the new channels themselves
+    with pytest.raises(ValueError, match="cannot widen"):
+        widened(wide, 4)
+
+
 def test_matched_boxes_is_one_to_one():
     truth = [(0, 0, 100, 20), (0, 30, 100, 50)]
     assert matched_boxes([(0, 0, 100, 20), (2, 1, 100, 21)], truth) == 1  # two found for one line: one match
@@ -149,16 +175,25 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
     ink = np.zeros((300, 400), np.float32)
     assert all(len(b) == 4 for b in finder.boxes(ink))
     assert finder.end_extend in train_line_detector.END_EXTENDS  # chosen on the held-out pages with the threshold
-    # fine-tuning: --init-from starts from a finder's weights (and its width, whatever --width says)
+    # fine-tuning: --init-from starts from a finder's weights, at its width
     tuned = tmp_path / "tuned.pt"
     start = torch.load(output, weights_only=True)["model"]
-    argv[argv.index("--output") + 1], argv[argv.index("--width") + 1] = str(tuned), "8"
+    argv[argv.index("--output") + 1] = str(tuned)
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "1", "--lr", "1e-9", "--init-from", str(output)])
     train_line_detector.main()
     weights = torch.load(tuned.with_name("tuned.last.pt"), weights_only=False)["model"]
     assert weights["head.weight"].shape == start["head.weight"].shape  # width 4, the start's
     learned = [k for k in start if k.endswith(("weight", "bias"))]
     assert all(torch.allclose(weights[k], start[k], atol=1e-4) for k in learned)
+    # ... or wider (--width 8): the start's weights in its first channels
+    wider = tmp_path / "wider.pt"
+    argv[argv.index("--output") + 1], argv[argv.index("--width") + 1] = str(wider), "8"
+    monkeypatch.setattr(sys, "argv", [*argv, "--steps", "1", "--lr", "1e-9", "--init-from", str(output)])
+    train_line_detector.main()
+    weights = torch.load(wider.with_name("wider.last.pt"), weights_only=False)["model"]
+    assert weights["head.weight"].shape == (1, 8, 1, 1) and LineFinder(wider).network.config == {"width": 8}
+    assert torch.allclose(weights["head.weight"][:, :4], start["head.weight"], atol=1e-4)
+    assert torch.allclose(weights["stem.0.weight"][:4], start["stem.0.weight"], atol=1e-4)
 
 
 def test_with_ema_decay_the_weight_average_is_validated_saved_and_resumed(tmp_path, monkeypatch):
