@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch.nn.functional import ctc_loss
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from htr.alphabet import Alphabet
@@ -64,6 +63,7 @@ from htr.training.distributed import (
     rank_share,
     sum_over_ranks,
 )
+from htr.training.weight_average import weight_average
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +278,7 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
-        if cfg.ema_decay > 0 else None  # fmt: skip
+    ema = weight_average(model, cfg.ema_decay)
 
     epoch, batch_in_epoch, step, best_cer, bad_epochs, history = 0, 0, 0, math.inf, 0, []
     skipped_batches = 0  # batches whose loss was not finite

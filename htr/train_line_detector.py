@@ -24,7 +24,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from htr.checkpoint import atomic_save
@@ -40,6 +39,7 @@ from htr.pages.line_detector import (
     network_input,
     widened,
 )
+from htr.training.weight_average import weight_average
 
 CROP = 512
 END_EXTENDS = (0.05, 0.1, 0.15, 0.25)  # box growth at line ends tried on the held-out pages
@@ -212,8 +212,7 @@ def main() -> None:
             print(f"widened to width {args.width}")
     else:
         model = LineDetector(args.width or 16)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True) \
-        if args.ema_decay else None  # fmt: skip
+    ema = weight_average(model, args.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warmup = max(1, args.steps // 20)  # then cosine to zero at --steps (a larger --steps on resume extends it)
     schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -1,1 +1,1 @@
-"""Training beyond one process: data parallelism under torchrun, distillation from a teacher."""
+"""Training beyond the plain loop: data parallelism under torchrun, distillation from a teacher, weight averaging."""
