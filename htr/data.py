@@ -370,17 +370,18 @@ class LineDataset(LineSet):
                 self.skipped["unreadable image"] += 1
                 continue
             if self.add(image, text) and photo_share > 0:
-                self.photos.append(self._photo_of(original, height, index))
+                self.photos.append(self._photo_of(original, height, index, self.images[-1], self.targets[-1]))
         self.report(len(rows))
 
-    def _photo_of(self, original: Image.Image, height: int, index: int) -> torch.Tensor:
-        """The just-added line as a phone photo (`photo_finish`, seeded by its row), preprocessed; the clean
-        line again if the photo came out too narrow for its label."""
+    def _photo_of(self, original: Image.Image, height: int, index: int, clean: torch.Tensor,
+                  target: list[int]) -> torch.Tensor:  # fmt: skip
+        """Row ``index``'s line as a phone photo (`photo_finish`, seeded by the row), preprocessed; ``clean``, its
+        preprocessed scan, again if the photo came out too narrow for its label ``target``."""
         from htr.synth.render import photo_finish  # rendering is a training-time dependency only
 
         photo = quantize(preprocess(photo_finish(original, np.random.default_rng([11, index])), height))
-        fits = frames_needed(self.targets[-1]) <= self.frames_for_width(photo.shape[-1])
-        return photo if fits else self.images[-1]
+        fits = frames_needed(target) <= self.frames_for_width(photo.shape[-1])
+        return photo if fits else clean
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, list[int], str]:
         """A line; with ``photo_share``, that share of draws gets its phone-photo version instead (drawn from
