@@ -31,55 +31,73 @@ SMOOTHINGS = ("kn", "wb")
 
 class CharLM:
     """A backoff character n-gram model: ``logprobs`` maps n-gram strings to natural-log probabilities,
-    ``backoffs`` maps contexts to natural-log backoff weights. Every vocabulary token has a unigram."""
+    ``backoffs`` maps contexts to natural-log backoff weights. Every vocabulary token has a unigram.
+
+    Queried through arrays: each context (an n-gram's first n - 1 characters) has an id, its backoff weight and
+    the run of its continuations (vocabulary index, log probability) in two flat arrays."""
 
     def __init__(self, order: int, logprobs: dict[str, float], backoffs: dict[str, float]) -> None:
+        self._setup(order, list(logprobs), np.fromiter(logprobs.values(), np.float64, len(logprobs)),
+                    list(backoffs), np.fromiter(backoffs.values(), np.float64, len(backoffs)))  # fmt: skip
+
+    def _setup(self, order: int, grams: list[str], values: np.ndarray, backoff_grams: list[str],
+               backoff_values: np.ndarray) -> None:  # fmt: skip
         if order < 1:
             raise ValueError("an n-gram model has order >= 1")
+        if len(grams) != len(values) or len(backoff_grams) != len(backoff_values):
+            raise ValueError("language model state is inconsistent")
         self.order = order
-        self.logprobs = logprobs
-        self.backoffs = backoffs
-        self.vocab = "".join(sorted(g for g in logprobs if len(g) == 1 and g != BOS))  # tokens that can follow
+        self._grams, self._values = grams, values
+        self._backoff_grams, self._backoff_values = backoff_grams, backoff_values
+        self.vocab = "".join(sorted(g for g in grams if len(g) == 1 and g != BOS))  # tokens that can follow
         if EOS not in self.vocab or UNK not in self.vocab:
             raise ValueError("a character LM needs </s> and <unk> among its unigrams")
         self.index = {token: i for i, token in enumerate(self.vocab)}
-        self._contexts = {g[:-1] for g in logprobs if len(g) > 1}
-        # context -> its n-grams, built once enough contexts were looked up to repay its cost (about the time of
-        # 12,000 lookups without it; a batch of 390 IAM lines makes about 68,000)
-        self._continuations: dict[str, list[str]] | None = None
-        self._lookups = 0
+        tokens = np.array([self.index.get(g[-1], -1) for g in grams])  # -1: <s>, never predicted
+        ids: dict[str, int] = {}
+        context_of = np.array([ids.setdefault(g[:-1], len(ids)) for g in grams], dtype=np.int64)
+        kept = np.flatnonzero(tokens >= 0)
+        by_context = kept[np.argsort(context_of[kept], kind="stable")]
+        self._ids = ids  # contexts that have n-grams
+        self._starts = np.searchsorted(context_of[by_context], np.arange(len(ids) + 1))
+        self._tokens, self._logprobs = tokens[by_context], values[by_context]
+        self._backoffs = np.zeros(len(ids))
+        for context, value in zip(backoff_grams, backoff_values.tolist()):
+            if context in ids:
+                self._backoffs[ids[context]] = value
         self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def logprobs(self) -> dict[str, float]:
+        return dict(zip(self._grams, self._values.tolist()))
+
+    @property
+    def backoffs(self) -> dict[str, float]:
+        return dict(zip(self._backoff_grams, self._backoff_values.tolist()))
+
+    def backed_off(self, context: str) -> str:
+        """The context whose n-grams ``distribution(context)`` reads: the longest suffix of its last ``order - 1``
+        characters that has n-grams."""
+        context = context[max(0, len(context) - self.order + 1) :] if self.order > 1 else ""
+        while context and context not in self._ids:
+            context = context[1:]
+        return context
 
     def distribution(self, context: str) -> np.ndarray:
         """Natural-log probability of each ``vocab`` token after ``context`` (text, ``BOS``-prefixed at a line
         start); sums to 1 in probability."""
-        context = context[max(0, len(context) - self.order + 1) :] if self.order > 1 else ""
-        while context and context not in self._contexts:  # back off to the longest context with n-grams
-            context = context[1:]
+        context = self.backed_off(context)
         cached = self._cache.get(context)
         if cached is not None:
             return cached
-        if context:
-            values = self.distribution(context[1:]) + self.backoffs.get(context, 0.0)
-        else:
-            values = np.full(len(self.vocab), -np.inf)
-        self._lookups += 1
-        if self._continuations is None and self._lookups > 12_000:
-            self._continuations = defaultdict(list)
-            for gram in self.logprobs:
-                if gram[-1] in self.index:
-                    self._continuations[gram[:-1]].append(gram)
-        if self._continuations is not None:  # only the tokens that have an n-gram after this context
-            index, logprobs = self.index, self.logprobs
-            for gram in self._continuations.get(context, ()):
-                values[index[gram[-1]]] = logprobs[gram]
-        else:
-            for i, token in enumerate(self.vocab):
-                value = self.logprobs.get(context + token)
-                if value is not None:
-                    values[i] = value
+        i = self._ids.get(context)
+        root = np.full(len(self.vocab), -np.inf)
+        values = self.distribution(context[1:]) + self._backoffs[i] if context else root
+        if i is not None:  # (the empty context of a model without n-grams has none)
+            start, end = self._starts[i], self._starts[i + 1]
+            values[self._tokens[start:end]] = self._logprobs[start:end]
         values.flags.writeable = False
-        if len(self._cache) > 500_000:  # bounded memory over very long batches
+        if len(self._cache) > 200_000:  # bounded memory over very long batches
             self._cache.clear()
         self._cache[context] = values
         return values
@@ -105,16 +123,17 @@ class CharLM:
         return math.exp(-total / max(1, count))
 
     def to_arpa(self) -> str:
+        logprobs, backoffs = self.logprobs, self.backoffs
         by_order: dict[int, list[str]] = defaultdict(list)
-        for gram in self.logprobs:
+        for gram in logprobs:
             by_order[len(gram)].append(gram)
         lines = ["\\data\\"] + [f"ngram {n}={len(by_order[n])}" for n in range(1, self.order + 1)]
         for n in range(1, self.order + 1):
             lines += ["", f"\\{n}-grams:"]
             for gram in sorted(by_order[n]):
-                fields = [f"{self.logprobs[gram] / LOG10:.6f}", " ".join(ARPA_NAMES.get(c, c) for c in gram)]
-                if gram in self.backoffs:
-                    fields.append(f"{self.backoffs[gram] / LOG10:.6f}")
+                fields = [f"{logprobs[gram] / LOG10:.6f}", " ".join(ARPA_NAMES.get(c, c) for c in gram)]
+                if gram in backoffs:
+                    fields.append(f"{backoffs[gram] / LOG10:.6f}")
                 lines.append("\t".join(fields))
         return "\n".join(lines + ["", "\\end\\", ""])
 
@@ -153,25 +172,23 @@ class CharLM:
 
         return {
             "order": self.order,
-            "ngrams": "\n".join(self.logprobs),
-            "logprobs": torch.tensor(list(self.logprobs.values()), dtype=torch.float32),
-            "backoff_ngrams": "\n".join(self.backoffs),
-            "backoffs": torch.tensor(list(self.backoffs.values()), dtype=torch.float32),
+            "ngrams": "\n".join(self._grams),
+            "logprobs": torch.tensor(self._values, dtype=torch.float32),
+            "backoff_ngrams": "\n".join(self._backoff_grams),
+            "backoffs": torch.tensor(self._backoff_values, dtype=torch.float32),
         }
 
     @classmethod
     def from_state(cls, state: dict) -> CharLM:
-        def table(keys: str, values) -> dict[str, float]:
-            names = keys.split("\n") if keys else []
-            if len(names) != len(values):
-                raise ValueError("language model state is inconsistent")
-            return dict(zip(names, values.tolist()))
+        """The model of ``to_state`` (values: tensors or NumPy arrays)."""
 
-        return cls(
-            int(state["order"]),
-            table(state["ngrams"], state["logprobs"]),
-            table(state["backoff_ngrams"], state["backoffs"]),
-        )
+        def names(keys: str) -> list[str]:
+            return keys.split("\n") if keys else []
+
+        lm = cls.__new__(cls)
+        lm._setup(int(state["order"]), names(state["ngrams"]), np.asarray(state["logprobs"], dtype=np.float64),
+                  names(state["backoff_ngrams"]), np.asarray(state["backoffs"], dtype=np.float64))  # fmt: skip
+        return lm
 
 
 def count_ngrams(texts: Iterable[str], order: int) -> list[Counter]:

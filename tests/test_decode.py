@@ -39,14 +39,52 @@ def test_lm_probabilities_sum_to_one_over_the_vocabulary(smoothing, order):
         assert math.isclose(np.exp(lm.distribution(context)).sum(), 1.0, rel_tol=1e-9), repr(context)
 
 
-def test_lm_gives_the_same_distributions_before_and_after_indexing_its_contexts():
+def backoff_distribution(lm: CharLM, context: str) -> np.ndarray:
+    """The backoff rule read straight off the ARPA tables: P(x | h) = P(hx) when the n-gram hx exists, else
+    backoff(h) * P(x | h[1:]) (h: the longest suffix of the context that starts some n-gram)."""
+    logprobs, backoffs = lm.logprobs, lm.backoffs
+    contexts = {g[:-1] for g in logprobs if len(g) > 1}
+    context = context[max(0, len(context) - lm.order + 1) :] if lm.order > 1 else ""
+    while context and context not in contexts:
+        context = context[1:]
+
+    def logprob(history: str, token: str) -> float:
+        if history + token in logprobs:
+            return logprobs[history + token]
+        return -np.inf if not history else backoffs.get(history, 0.0) + logprob(history[1:], token)
+
+    return np.array([logprob(context, token) for token in lm.vocab])
+
+
+@pytest.mark.parametrize("order", [1, 3, 5])
+def test_lm_distributions_follow_the_backoff_rule(order, tmp_path):
     texts = random_texts(80, seed=3) + TEXTS
-    plain, indexed = build_lm(texts, 5), build_lm(texts, 5)
-    indexed._lookups = 10**9  # past the point where a long run builds the context index
-    contexts = sampled_contexts(plain, texts, 200)
-    for context in contexts:
-        np.testing.assert_array_equal(plain.distribution(context), indexed.distribution(context))
-    assert plain._continuations is None and indexed._continuations is not None
+    lm = build_lm(texts, order)
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text(lm.to_arpa())
+    for model in (lm, load_lm(arpa), CharLM.from_state(lm.to_state())):
+        for context in sampled_contexts(lm, texts, 200):
+            np.testing.assert_allclose(model.distribution(context), backoff_distribution(model, context), atol=1e-12)
+
+
+def test_lm_scorer_states_score_as_their_contexts():
+    texts = random_texts(40, seed=5) + TEXTS
+    lm = build_lm(texts, 4)
+    alphabet = Alphabet("".join(sorted(set("".join(texts)))))
+    scorer = LMScorer(lm, alphabet)
+    rng = np.random.default_rng(4)
+    states = np.full(6, scorer.state(BOS))
+    written = [BOS] * 6
+    for _ in range(12):
+        labels = rng.integers(1, alphabet.num_classes, size=6)
+        states = scorer.advance(states, labels)
+        written = [w + alphabet.chars[label - 1] for w, label in zip(written, labels)]
+        everything = np.arange(alphabet.num_classes)
+        for state, context in zip(states, written):
+            expected = lm.distribution(context)[[lm.index[EOS]] + [lm.index[c] for c in alphabet.chars]]
+            np.testing.assert_array_equal(scorer.scores(np.array([state]), everything)[0], expected)
+    start, t = np.array([scorer.state(BOS)]), np.array(alphabet.encode("t"))
+    assert scorer.advance(start, t)[0] == scorer.advance(start, t)[0] == scorer.state(BOS + "t")  # one state each
 
 
 def test_lm_prefers_seen_text_and_its_arpa_and_checkpoint_forms_are_the_same_model(tmp_path):
@@ -224,3 +262,6 @@ def test_a_ragged_batch_is_searched_as_each_line_alone():
     for width, weight, bonus in [(1, 0.0, 0.0), (4, 0.8, 0.5), (16, 1.0, 1.5)]:
         together = beam_search_batch(batch, lengths, alphabet, width, scorer, weight, bonus)
         assert together == [prefix_beam_search(line, alphabet, width, scorer, weight, bonus) for line in lines]
+    scorer.MAX_STATES = 3  # every search starts with a fresh table: the same results
+    assert beam_search_batch(batch, lengths, alphabet, 16, scorer, 1.0, 1.5) == together
+    assert len(scorer.contexts) > 3

@@ -6,7 +6,9 @@ CTC alignments (Hannun et al., 2014). A prefix is ranked by
 language model also scores the end of the line. The lines of a batch are searched together, their beams kept in
 NumPy arrays (lines × beam slots), so each frame costs a few vector operations for the whole batch; characters
 whose frame probability is below ``exp(prune_logp)`` are not tried as extensions, frames where no line tries one
-are passed in closed form, and an extension becomes a node only when it wins a place in its line's beam.
+are passed in closed form, and an extension becomes a node only when it wins a place in its line's beam. Each
+prefix carries its language-model state, a number: its extensions' LM scores are one lookup in a table of rows
+that grows as new contexts are met.
 """
 
 from __future__ import annotations
@@ -18,22 +20,62 @@ from htr.lm import BOS, EOS, UNK, CharLM
 
 
 class LMScorer:
-    """A character LM seen through a model's alphabet: ``row(context)[c]`` is the log probability of class ``c``
-    after ``context``; the blank's slot holds the end-of-line probability."""
+    """A character LM seen through a model's alphabet, its contexts numbered as states: ``scores(states, classes)``
+    is the log probability of each class after each state's context (the blank's: the end of the line), and
+    ``advance(states, labels)`` the states after one more label. Contexts that the LM backs off to the same n-grams
+    share one row of scores; states, transitions and rows are kept from batch to batch, up to ``MAX_STATES``."""
+
+    MAX_STATES = 200_000  # about 100 MB of rows; a search that starts past it starts afresh
 
     def __init__(self, lm: CharLM, alphabet: Alphabet) -> None:
         self.lm = lm
+        self.chars, self.classes = alphabet.chars, alphabet.num_classes
+        self.keep = lm.order - 1  # characters of context the LM reads
         unknown = lm.index[UNK]
         self.columns = np.array([lm.index[EOS]] + [lm.index.get(c, unknown) for c in alphabet.chars])
-        self._rows: dict[str, np.ndarray] = {}
+        self.reset()
 
-    def row(self, context: str) -> np.ndarray:
-        row = self._rows.get(context)
-        if row is None:
-            if len(self._rows) > 500_000:
-                self._rows.clear()
-            row = self._rows[context] = self.lm.distribution(context)[self.columns]
-        return row
+    def reset(self) -> None:
+        self.contexts: list[str] = []  # state -> its context
+        self._states: dict[str, int] = {}  # context -> state
+        self._next: dict[int, int] = {}  # state * classes + label -> state
+        self._row_ids: dict[str, int] = {}  # context the LM backs off to -> row of the table
+        self._row_of = np.empty(1024, dtype=np.int64)  # state -> row
+        self._table = np.empty((1024, self.classes))
+
+    def state(self, context: str) -> int:
+        """The state of a context (text, ``BOS``-prefixed at a line start)."""
+        context = context[-self.keep :] if self.keep else ""
+        state = self._states.get(context)
+        if state is None:
+            state = self._states[context] = len(self.contexts)
+            self.contexts.append(context)
+            key = self.lm.backed_off(context)
+            row = self._row_ids.get(key)
+            if row is None:
+                row = self._row_ids[key] = len(self._row_ids)
+                if row == len(self._table):
+                    self._table = np.concatenate([self._table, np.empty_like(self._table)])
+                self._table[row] = self.lm.distribution(key)[self.columns]
+            if state == len(self._row_of):
+                self._row_of = np.concatenate([self._row_of, np.empty_like(self._row_of)])
+            self._row_of[state] = row
+        return state
+
+    def advance(self, states: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The state after each context of ``states`` extended by the matching label of ``labels`` (>= 1)."""
+        keys = (states * self.classes + labels).tolist()
+        after = self._next
+        found = [after.get(key, -1) for key in keys]
+        for i, state in enumerate(found):
+            if state < 0:
+                context, label = divmod(keys[i], self.classes)
+                found[i] = after[keys[i]] = self.state(self.contexts[context] + self.chars[label - 1])
+        return np.array(found, dtype=np.int64).reshape(np.shape(states))
+
+    def scores(self, states: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Log probability of each of ``classes`` (K,) after each state: shape ``states.shape + (K,)``."""
+        return self._table[self._row_of[states][..., None], classes]
 
 
 class _Prefixes:
@@ -41,23 +83,21 @@ class _Prefixes:
     its parent, one node per prefix (a prefix that left a beam and comes back gets its old node), so that an
     extension spells a prefix already in a beam exactly when that prefix's parent is the extended node."""
 
-    def __init__(self, keep: int) -> None:
-        self.parent, self.label, self.context = [-1], [BLANK], [BOS]  # context: the LM's, last ``keep`` characters
-        self.children: dict[tuple[int, int], int] = {}
-        self.keep = keep
+    def __init__(self, classes: int) -> None:
+        self.parent, self.label = [-1], [BLANK]
+        self.children: dict[int, int] = {}  # parent * classes + label -> node (every node but the root)
+        self.classes = classes
 
-    def add(self, parents: list[int], labels: list[int], chars: str) -> list[int]:
+    def add(self, parents: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The nodes of the given extensions, made when new."""
-        nodes = []
-        children, keep, context = self.children, self.keep, self.context
-        for parent, label in zip(parents, labels):
-            node = children.get((parent, label))
-            if node is None:
-                node = children[(parent, label)] = len(self.parent)
-                self.parent.append(parent)
-                self.label.append(label)
-                context.append((context[parent] + chars[label - 1])[-keep:] if keep else "")
-            nodes.append(node)
+        children, count = self.children, len(self.parent)
+        keys = (parents * self.classes + labels).tolist()
+        nodes = np.array([children.setdefault(key, len(children) + 1) for key in keys], dtype=np.int64)
+        new = nodes >= count
+        if new.any():  # numbered in order of first appearance
+            _, first = np.unique(nodes[new], return_index=True)
+            self.parent.extend(parents[new][first].tolist())
+            self.label.extend(labels[new][first].tolist())
         return nodes
 
     def labels(self, node: int) -> list[int]:
@@ -98,8 +138,9 @@ def beam_search_batch(
     frames[..., BLANK][ended] = 0.0
     staying = np.concatenate([frames, np.full((count, lines, 1), -np.inf)], axis=2)  # class num_classes: none
     use_lm = scorer is not None and lm_weight != 0.0
-    trie = _Prefixes(scorer.lm.order - 1 if scorer is not None else 0)
-    chars = alphabet.chars
+    if use_lm and len(scorer.contexts) > scorer.MAX_STATES:
+        scorer.reset()
+    trie = _Prefixes(num_classes)
     # each line's beam in slots (L, S); an empty slot: node -2, probabilities -inf
     nodes = np.zeros((lines, 1), dtype=np.int64)
     parents = np.full((lines, 1), -1)  # each prefix's parent node
@@ -107,7 +148,7 @@ def beam_search_batch(
     label_end = np.full((lines, 1), -np.inf)  # log P(prefix, alignment ends in its last label)
     bonus = np.zeros((lines, 1))  # LM and insertion score of the prefix
     last = np.full((lines, 1), num_classes)  # last label of the prefix (num_classes: none)
-    lm_rows = np.broadcast_to(scorer.row(BOS), (lines, 1, num_classes)) if use_lm else None  # carried with the beam
+    lm_state = np.full((lines, 1), scorer.state(BOS)) if use_lm else None  # each prefix's LM state
     tried = frames[:, :, 1:] > prune_logp
     busy = np.flatnonzero(tried.any(axis=(1, 2)))  # frames where some line tries some character
     rows, t = np.arange(lines)[:, None], 0
@@ -125,7 +166,7 @@ def beam_search_batch(
         chance = np.where(tried[next_busy][:, candidates - 1], frame[:, candidates], -np.inf)  # (L, K)
         repeat = last[:, :, None] == candidates  # "aa" needs a blank between
         ext = np.where(repeat, blank_end[:, :, None], total[:, :, None]) + chance[:, None, :]  # (L, S, K)
-        gain = insertion_bonus + lm_weight * lm_rows[:, :, candidates] if use_lm else insertion_bonus
+        gain = insertion_bonus + lm_weight * scorer.scores(lm_state, candidates) if use_lm else insertion_bonus
         ext_score = ext + bonus[:, :, None] + gain
         # an extension that spells a prefix already in the beam (its parent extended by its last label) adds its
         # probability there instead of taking a place
@@ -148,24 +189,24 @@ def beam_search_batch(
         blank_end, label_end = stay_blank[rows, source], stay_label[rows, source]
         bonus = bonus[rows, source]
         if use_lm:
-            lm_rows = lm_rows[rows, source]
+            lm_state = lm_state[rows, source]
         if is_new.any():
             at = np.nonzero(is_new)
             labels = candidates[column[at]]
-            new_nodes = trie.add(nodes[at].tolist(), labels.tolist(), chars)
+            new_nodes = trie.add(nodes[at], labels)
             parents[at], last[at] = nodes[at], labels
             blank_end[at] = -np.inf
             label_end[at] = ext[at[0], source[at], column[at]]
             bonus[at] = bonus[at] + gain[at[0], source[at], column[at]] if use_lm else bonus[at] + insertion_bonus
             nodes[at] = new_nodes
             if use_lm:
-                lm_rows[at] = np.stack([scorer.row(trie.context[n]) for n in new_nodes])
+                lm_state[at] = scorer.advance(lm_state[at], labels)
         if not alive.all():
             dead = ~alive
             nodes[dead], parents[dead], blank_end[dead], label_end[dead] = -2, -3, -np.inf, -np.inf
     final = np.logaddexp(blank_end, label_end) + bonus
     if use_lm:
-        final = final + lm_weight * lm_rows[:, :, BLANK]
+        final = final + lm_weight * scorer.scores(lm_state, np.array([BLANK]))[..., 0]
     best = nodes[np.arange(lines), np.argmax(final, axis=1)]
     return [trie.labels(int(node)) for node in best]
 
