@@ -61,10 +61,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--line-finder", default="auto", metavar="PATH|classical",
         help="how pages are split into lines: a trained line finder (htr.train_line_detector, .pt, or its ONNX "
-        "export, .onnx; auto: the shipped line_finder.pt, and with --onnx its export line_finder.onnx when present, "
-        "else classical) or classical (ink profiles)",
+        "export, .onnx; auto: the shipped line_finder.pt, or its export line_finder.onnx when present and the "
+        "network runs in onnxruntime) or classical (ink profiles)",
     )  # fmt: skip
-    parser.add_argument("--onnx", metavar="MODEL.onnx", help="run the network with onnxruntime (see htr.export)")
+    parser.add_argument(
+        "--onnx", default="auto", metavar="MODEL.onnx|auto|none",
+        help="run the network with onnxruntime (see htr.export); auto: the checkpoint's own export beside it (X.onnx "
+        "made from X.pth: the shipped model's is int8, about 2x faster) when onnxruntime is installed and the model "
+        "reads on the CPU with --precision auto; none: PyTorch",
+    )  # fmt: skip
     add_decoder_arguments(parser, default="auto")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -189,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         line_finder = None if args.line_finder == "classical" else args.line_finder
-        recognizer = Recognizer(args.checkpoint, args.device, args.precision, args.onnx, cpu_share, line_finder,
+        onnx = None if args.onnx == "none" else args.onnx
+        recognizer = Recognizer(args.checkpoint, args.device, args.precision, onnx, cpu_share, line_finder,
                                 **decoder_options(args))  # fmt: skip
+        for note in recognizer.notes:
+            print(f"note: {note}", file=sys.stderr)
         if line_finder not in (None, "auto"):
             recognizer.line_finder()  # a file the user named: check it now, not at the first page
     except (ValueError, OSError, ImportError) as error:  # htr.checkpoint.CheckpointError is a ValueError

@@ -5,11 +5,12 @@
 
 The split's lines are written as PNG files to a temporary folder (not timed). Each setting then runs as its own
 process, timed from start to exit (Python start-up, imports, model load, reading every image, printing), and its
-peak resident memory is taken from the OS: predict.py with greedy and beam decoding, on PyTorch and on ONNX
-Runtime (exported first, also quantized to int8 with 64 train lines for calibration), and the baseline CRNN
-given by path (run by ``--run-baseline``, its own preprocessing: squashed to 64×512, greedy). Settings take turns
-``--repeat`` times. Prints lines/s (median run) with the range of run times, peak memory, CER and WER per
-setting, and our speed over the baseline's. ONNX greedy runs read the ONNX file alone, without PyTorch.
+peak resident memory is taken from the OS: predict.py as it runs by default (beam + LM, and greedy; with the
+int8 ONNX export beside the checkpoint, ``htr.export``, when there is one made from it), on PyTorch
+(``--onnx none``) and on an fp32 ONNX export made first, and the baseline CRNN given by path (run by
+``--run-baseline``, its own preprocessing: squashed to 64×512, greedy). Settings take turns ``--repeat`` times.
+Prints lines/s (median run) with the range of run times, peak memory, CER and WER per setting, and our speed over
+the baseline's. ONNX runs read the ONNX file alone, without PyTorch.
 
 ``--cpu native avx2`` runs everything twice: as this CPU is, and acting as an AVX2-only CPU (no AVX-512, no native
 bf16): ``ATEN_CPU_CAPABILITY=avx2`` and ``ONEDNN_MAX_CPU_ISA=AVX2`` for every process, baseline included, checked
@@ -112,8 +113,6 @@ def main() -> None:
     parser.add_argument("--split", default="validation")
     parser.add_argument("--baseline", help="the baseline's state_dict (not part of this project)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting; the median time is reported")
-    parser.add_argument("--folder", help="the checkpoint's model folder (python -m htr.hub export): also time ONNX "
-                        "beam search reading its LM from there, without PyTorch")  # fmt: skip
     parser.add_argument("--cpu", nargs="+", choices=list(CPU_KINDS), default=["native"],
                         help="this CPU as it is, and/or acting as an AVX2-only CPU")  # fmt: skip
     parser.add_argument("--run-baseline", nargs="+", metavar=("WEIGHTS", "IMAGE"), help=argparse.SUPPRESS)
@@ -134,38 +133,41 @@ def main() -> None:
             decode_row_image(image).save(path)
             references[path] = normalize_text(text)
         files = sorted(references)
-        onnx_path, int8_path = os.path.join(folder, "model.onnx"), os.path.join(folder, "int8.onnx")
-        export = [sys.executable, "-m", "htr.export", "--checkpoint", args.checkpoint, "--check"]
-        subprocess.run([*export, "-o", onnx_path], cwd=ROOT, check=True, capture_output=True)
-        subprocess.run([*export, "-o", int8_path, "--int8", args.dataset], cwd=ROOT, check=True, capture_output=True)
+        from htr.reading.onnx_network import export_beside
+
+        shipped, note = export_beside(args.checkpoint)  # what predict.py runs by default on a CPU
+        onnx_path = os.path.join(folder, "model.onnx")
+        export = [sys.executable, "-m", "htr.export", "--checkpoint", args.checkpoint, "--check", "-o", onnx_path]
+        subprocess.run(export, cwd=ROOT, check=True, capture_output=True)
         predict = [sys.executable, "predict.py", "--checkpoint", args.checkpoint, "--format", "tsv", folder]
+        default = "int8 ONNX beside the checkpoint" if shipped else "PyTorch: no usable export beside the checkpoint"
         settings = {
-            "ours, PyTorch, greedy": [*predict, "--decoder", "greedy"],
-            "ours, PyTorch, beam 16 + LM (default)": predict,
-            "ours, ONNX Runtime, greedy": [*predict, "--decoder", "greedy", "--onnx", onnx_path],
-            "ours, ONNX Runtime, beam 16 + LM": [*predict, "--onnx", onnx_path],
-            "ours, ONNX Runtime int8, greedy": [*predict, "--decoder", "greedy", "--onnx", int8_path],
-            "ours, ONNX Runtime int8, beam 16 + LM": [*predict, "--onnx", int8_path],
+            "ours, PyTorch, greedy": [*predict, "--onnx", "none", "--decoder", "greedy"],
+            "ours, PyTorch, beam 16 + LM": [*predict, "--onnx", "none"],
+            "ours, ONNX Runtime fp32, greedy": [*predict, "--decoder", "greedy", "--onnx", onnx_path],
+            "ours, ONNX Runtime fp32, beam 16 + LM": [*predict, "--onnx", onnx_path],
+            "ours, default runtime, greedy": [*predict, "--decoder", "greedy"],
+            "ours, default (beam 16 + LM)": predict,
         }
-        if args.folder:
-            settings["ours, ONNX Runtime int8, beam 16 + LM, model folder"] = [
-                *predict, "--onnx", int8_path, "--checkpoint", args.folder,
-            ]  # fmt: skip
+        onnx_runs = {name for name in settings if "ONNX" in name or (shipped and "default" in name)}
         if args.baseline:
             settings["baseline CRNN (0.7M, 64x512 squashed), greedy"] = [
                 sys.executable, __file__, "--run-baseline", args.baseline, *files,
             ]  # fmt: skip
         print(f"{len(files)} line images from {args.dataset} ({args.split}); {os.cpu_count()} CPUs; whole process; "
-              f"median of {args.repeat} run(s), settings taken in turn")  # fmt: skip
+              f"median of {args.repeat} run(s), settings taken in turn; default runtime: {default}")  # fmt: skip
+        if note:
+            print(f"note: {note}")
         for kind in args.cpu:
             env = {**os.environ, **CPU_KINDS[kind]}
             print(f"\n--cpu {kind}: {instructions(env)}", flush=True)
-            report(settings, env, files, references, args.repeat, onnx_native=kind != "native")
+            report(settings, env, files, references, args.repeat, onnx_runs if kind != "native" else set())
 
 
 def report(settings: dict[str, list[str]], env: dict[str, str], files: list[str], references: dict[str, str],
-           repeat: int, onnx_native: bool) -> None:  # fmt: skip
-    """Run every setting ``repeat`` times in turn under ``env``; print speed, memory, CER and WER of each."""
+           repeat: int, native_kernels: set[str]) -> None:  # fmt: skip
+    """Run every setting ``repeat`` times in turn under ``env``; print speed, memory, CER and WER of each;
+    ``native_kernels``: the settings that ignore ``env``'s instruction limits (ONNX Runtime)."""
     from htr.metrics import cer, wer
 
     runs: dict[str, list[float]] = {name: [] for name in settings}
@@ -184,7 +186,7 @@ def report(settings: dict[str, list[str]], env: dict[str, str], files: list[str]
         rates[name] = len(files) / seconds
         errors = f"CER {100 * cer(truth, hypotheses):5.2f}%  WER {100 * wer(truth, hypotheses):5.2f}%"
         spread = f"{min(runs[name]):5.1f}-{max(runs[name]):5.1f} s"
-        mark = "  (this CPU's own kernels)" if onnx_native and "ONNX" in name else ""
+        mark = "  (this CPU's own kernels)" if name in native_kernels else ""
         print(f"{name:48s} {rates[name]:6.1f} lines/s  ({spread})  peak {memory:6.0f} MiB  {errors}{mark}",
               flush=True)  # fmt: skip
     base = next((rate for name, rate in rates.items() if name.startswith("baseline")), None)

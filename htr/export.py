@@ -1,20 +1,23 @@
 """Export a checkpoint's network to ONNX with a dynamic batch and width, and check it against PyTorch.
 
-    python -m htr.export --checkpoint handwriting_recognizer_best.pth -o handwriting_recognizer.onnx
-    python -m htr.export -o handwriting_recognizer_int8.onnx --int8 path/to/iam-dev   # int8 convolutions
-    python predict.py --onnx handwriting_recognizer.onnx examples/*.png
-    python -m htr.export --line-finder line_finder.pt -o line_finder.onnx   # the page line finder
+    python -m htr.export --int8 path/to/iam-dev     # handwriting_recognizer_best.pth -> .onnx beside it, int8
+    python -m htr.export --checkpoint my_model.pth  # my_model.onnx (fp32)
+    python predict.py --onnx other.onnx examples/*.png
+    python -m htr.export --line-finder line_finder.pt   # the page line finder -> line_finder.onnx
 
-The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); its metadata holds the alphabet and
-architecture, so ``predict.py --onnx X --decoder greedy`` reads with the ONNX file alone and never imports
-PyTorch (beam search still takes the language model from the checkpoint). After
-exporting, the example images (or ``--check`` images) are read with PyTorch and with onnxruntime (when
-installed) and the texts compared; the exit status is 1 when they differ (not checked with ``--int8``, whose
-rounding may change a character: measure it with ``benchmarks/predict_speed.py``).
+The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); its metadata holds the alphabet, the
+architecture, the checkpoint's language model and the SHA-256 of the checkpoint file, so the export reads on its
+own (``predict.py --onnx X`` never imports PyTorch for lines, beam search included). An export ``X.onnx`` beside
+``X.pth`` (the default output) is what ``predict.py --checkpoint X.pth`` runs on the CPU, as long as ``X.pth``
+is the file it was made from: anything that rewrites the checkpoint (training, ``htr.evaluate --record``,
+``htr.lm build --into``) makes it stale, and PyTorch reads until it is exported again. After exporting, the example
+images (or ``--check`` images) are read with PyTorch and with onnxruntime (when installed) and the texts compared;
+the exit status is 1 when they differ (not checked with ``--int8``, whose rounding may change a character:
+measure it with ``benchmarks/predict_speed.py``).
 
 ``--line-finder`` exports the trained line finder instead (dynamic height and width, its threshold and geometry in
 the metadata) and checks that onnxruntime finds the same lines on ``examples/real_page.jpg`` (or ``--check``
-pages); ``predict.py --onnx`` uses ``line_finder.onnx`` beside the shipped ``line_finder.pt`` when it is there.
+pages); an ONNX reader uses ``line_finder.onnx`` beside the shipped ``line_finder.pt`` when it is there.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from htr.checkpoint import CheckpointError, load_model
+from htr.checkpoint import CheckpointError, load_model, model_from_checkpoint, read_checkpoint
 from htr.model import CRNN
 
 OPSET = 17
@@ -46,8 +49,17 @@ class _LogProbs(torch.nn.Module):
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
-    """Write the checkpoint's network as ONNX (opset 17) with dynamic batch and width axes."""
-    model, alphabet = load_model(checkpoint)
+    """Write the checkpoint's network as ONNX (opset 17) with dynamic batch and width axes; the metadata holds the
+    alphabet, architecture, language model (when the checkpoint has one) and the SHA-256 of the checkpoint file."""
+    import base64
+
+    from safetensors.torch import save
+
+    from htr.hub import lm_tensors
+    from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, file_sha256
+
+    state = read_checkpoint(checkpoint)
+    model, alphabet = model_from_checkpoint(state, checkpoint)
     example = torch.rand(2, 1, model.config.height, 8 * model.width_factor)
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation and LSTM batch-size notes
         warnings.simplefilter("ignore")
@@ -59,14 +71,20 @@ def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
     import onnx
 
     graph = onnx.load(str(output))
-    for key, value in {"alphabet": alphabet.chars, "model_config": json.dumps(model.config.to_dict())}.items():
+    metadata = {"alphabet": alphabet.chars, "model_config": json.dumps(model.config.to_dict())}
+    if Path(checkpoint).is_file():
+        metadata[SOURCE_KEY] = file_sha256(checkpoint)
+    if state.get("lm"):
+        metadata[LM_KEY] = base64.b64encode(save(lm_tensors(state["lm"]))).decode("ascii")
+        metadata[LM_ORDER_KEY] = str(int(state["lm"]["order"]))
+    for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(output))
 
 
 def export_line_finder(finder_path: str | Path, output: str | Path) -> None:
     """Write a trained line finder (``htr.train_line_detector``'s ``.pt``) as ONNX with dynamic height and width
-    (multiples of 32), its threshold and geometry in the metadata."""
+    (multiples of 32), its threshold, geometry and the SHA-256 of the ``.pt`` in the metadata."""
     import onnx
 
     from htr.pages.line_finder import ONNX_METADATA, LineFinder
@@ -79,8 +97,11 @@ def export_line_finder(finder_path: str | Path, output: str | Path) -> None:
             output_names=["logits"], dynamic_axes={"ink": {2: "height", 3: "width"}, "logits": {2: "rows", 3: "cols"}},
             opset_version=OPSET, dynamo=False,
         )  # fmt: skip
+    from htr.reading.onnx_network import SOURCE_KEY, file_sha256
+
     graph = onnx.load(str(output))
     graph.metadata_props.add(key=ONNX_METADATA, value=json.dumps(finder.settings()))
+    graph.metadata_props.add(key=SOURCE_KEY, value=file_sha256(finder_path))
     onnx.save(graph, str(output))
 
 
@@ -139,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m htr.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth")
-    parser.add_argument("-o", "--output", default="handwriting_recognizer.onnx")
+    parser.add_argument("-o", "--output", help="default: the checkpoint's name with .onnx, beside it (where predict.py "
+                        "finds it), or with --line-finder PT, PT's name with .onnx")  # fmt: skip
     parser.add_argument("--check", nargs="*", metavar="IMAGE", help="images to compare (default: examples/*.png, "
                         "with --line-finder examples/real_page.jpg)")  # fmt: skip
     parser.add_argument("--line-finder", metavar="PT", help="export this trained line finder instead of the reader")
@@ -149,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         "and the LSTM to int8: about 2.5× faster on CPUs with int8 dot products (VNNI)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    source = args.line_finder or args.checkpoint
+    if args.output is None and not Path(source).is_file():
+        parser.error(f"{source} is not a file: name the export with -o")
+    args.output = args.output or str(Path(source).with_suffix(".onnx"))
     if args.line_finder:
         try:
             export_line_finder(args.line_finder, args.output)
@@ -182,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [load_image(path) for path in images]
     options = {"device": "cpu", "precision": "fp32", "decoder": "greedy"}
     torch_reader, onnx_reader = (
-        Recognizer(args.checkpoint, **options),
+        Recognizer(args.checkpoint, onnx=None, **options),
         Recognizer(args.checkpoint, onnx=args.output, **options),
     )
     prepared = [torch_reader.prepare(image) for image in lines]

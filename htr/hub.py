@@ -98,16 +98,19 @@ def lm_tensors(lm: dict) -> dict[str, torch.Tensor]:
 def folder_lm(folder: Path, config: dict, load_file) -> dict | None:
     """The LM state (``htr.lm.CharLM.from_state`` reads it) of a model folder with this config, or None when it
     has none; ``load_file``: safetensors' loader for PyTorch or NumPy tensors."""
-    import numpy as np
-
     if not config.get("language_model"):
         return None
-    tensors = load_file(folder / LM_NAME)
+    return lm_from_tensors(load_file(folder / LM_NAME), int(config["language_model"]["order"]))
+
+
+def lm_from_tensors(tensors: dict, order: int) -> dict:
+    """The LM state (``htr.lm.CharLM.from_state`` reads it) of ``lm_tensors``' output, PyTorch or NumPy."""
+    import numpy as np
 
     def text(key: str) -> str:
         return bytes(np.asarray(tensors[key])).decode("utf-8")
 
-    return {"order": int(config["language_model"]["order"]), "ngrams": text("ngrams"), "logprobs": tensors["logprobs"],
+    return {"order": order, "ngrams": text("ngrams"), "logprobs": tensors["logprobs"],
             "backoff_ngrams": text("backoff_ngrams"), "backoffs": tensors["backoffs"]}  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,17 @@ from htr.reading.preprocess import (
 )
 
 DEFAULT_LINE_FINDER = Path(__file__).resolve().parents[1] / "line_finder.pt"  # the shipped trained line finder
+
+
+def _cuda_available() -> bool:
+    """Whether PyTorch would read on a GPU; PyTorch is imported only when a GPU driver is visible."""
+    from htr.reading.onnx_network import cuda_may_be_present
+
+    if not cuda_may_be_present():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @dataclass(frozen=True)
@@ -97,39 +109,37 @@ class Recognizer:
     validation twice as fast with the same CER); ``decoder_options``: see ``htr.reading.decode.make_decoder`` (by
     default beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
     ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default);
-    ``line_finder``: the trained line finder that splits pages into lines (``htr.pages.line_finder``; auto: the shipped
-    ``line_finder.pt`` when present and the network runs in PyTorch, its export ``line_finder.onnx`` beside it when
-    present and the network runs in ONNX Runtime; None: the classical segmenter of ``htr.pages.segment``)."""
+    ``onnx``: an ONNX export (``htr.export``) to run in ONNX Runtime instead of PyTorch; auto: the checkpoint's own
+    export ``X.onnx`` beside ``X.pth`` when it was made from that very file, onnxruntime is installed, the device is
+    the CPU and the precision auto (``runtime`` says which runs; ``notes`` why a present export was not used);
+    None: PyTorch. ``line_finder``: the trained line finder that splits pages into lines (``htr.pages.line_finder``;
+    auto: the shipped ``line_finder.pt``, or its export ``line_finder.onnx`` beside it when present and the network
+    runs in ONNX Runtime; None: the classical segmenter of ``htr.pages.segment``)."""
 
     def __init__(
-        self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = None,
+        self, checkpoint: str | Path, device: str = "auto", precision: str = "auto", onnx: str | Path | None = "auto",
         cpu_share: CpuShare | None = None, line_finder: str | Path | None = "auto", **decoder_options,
     ) -> None:  # fmt: skip
-        if line_finder == "auto":  # an ONNX reader does without PyTorch: the finder's ONNX export, else classical
-            shipped = DEFAULT_LINE_FINDER if onnx is None else DEFAULT_LINE_FINDER.with_suffix(".onnx")
-            line_finder = shipped if shipped.is_file() else None
-        if line_finder is not None and not Path(line_finder).is_file():
-            raise ValueError(f"line finder {line_finder}: no such file")
-        self.line_finder_path = line_finder  # loaded with the first page (single lines never need it)
-        self._line_finder = None
-        self._device = "cpu"  # the line finder's: the network's when PyTorch runs it
-        self.network: Network
-        if onnx is not None:  # ONNX Runtime runs the network on the CPU; greedy decoding then needs no PyTorch
+        self.notes: list[str] = []  # one-line remarks for the user (e.g. why an export beside the checkpoint is unused)
+        exported = None
+        if onnx == "auto":  # the export beside the checkpoint when it reads on the CPU as the user left it to us
+            on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
+            if on_cpu and precision == "auto":
+                from htr.reading.onnx_network import export_beside
+
+                exported, note = export_beside(checkpoint)
+                self.notes += [note] if note else []
+            onnx = None
+        elif onnx is not None:
             from htr.reading.onnx_network import OnnxNetwork
 
-            onnx_network = OnnxNetwork(onnx)
-            self.network, self.alphabet, state = onnx_network, onnx_network.alphabet, {}
-            if decoder_options.get("decoder", "auto") != "greedy" and decoder_options.get("lm", "auto") == "auto":
-                if Path(checkpoint).is_dir():  # a model folder: its LM is read without PyTorch
-                    from htr.hub import read_for_decoding
-
-                    state = read_for_decoding(checkpoint)
-                else:
-                    from htr.checkpoint import read_checkpoint
-
-                    state = read_checkpoint(checkpoint)  # for its language model
-                if state["alphabet"] != self.alphabet.chars:
-                    raise ValueError(f"{onnx} was not exported from {checkpoint} (their alphabets differ)")
+            exported = OnnxNetwork(onnx)
+        self._device = "cpu"  # the line finder's: the network's when PyTorch runs it
+        self.network: Network
+        if exported is not None:  # ONNX Runtime runs the network on the CPU; decoding then needs no PyTorch
+            self.network, self.alphabet = exported, exported.alphabet
+            state = self._decoding_state(exported, checkpoint, decoder_options)
+            self.runtime = "onnxruntime"
         else:
             from htr.checkpoint import model_from_checkpoint, read_checkpoint
             from htr.runtime import TorchNetwork, resolve_device, resolve_precision
@@ -138,15 +148,54 @@ class Recognizer:
             state = read_checkpoint(checkpoint)
             model, self.alphabet = model_from_checkpoint(state, checkpoint, resolved)
             self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved), cpu_share)
+            self.runtime = "pytorch"
         self.decoder = make_decoder(state, **decoder_options)
+        self._finder_source = None  # the .pt an automatically chosen ONNX finder must have been exported from
+        if line_finder == "auto":  # the shipped finder: its ONNX export with an ONNX reader, else in PyTorch
+            onnx_finder = DEFAULT_LINE_FINDER.with_suffix(".onnx")
+            if exported is not None and onnx_finder.is_file():
+                line_finder, self._finder_source = onnx_finder, DEFAULT_LINE_FINDER
+            elif DEFAULT_LINE_FINDER.is_file() and importlib.util.find_spec("torch") is not None:
+                line_finder = DEFAULT_LINE_FINDER
+            else:
+                line_finder = None
+        if line_finder is not None and not Path(line_finder).is_file():
+            raise ValueError(f"line finder {line_finder}: no such file")
+        self.line_finder_path = line_finder  # loaded with the first page (single lines never need it)
+        self._line_finder = None
+
+    @staticmethod
+    def _decoding_state(exported, checkpoint: str | Path, decoder_options: dict) -> dict:
+        """The alphabet and LM for decoding an export's outputs: the LM the export holds, else the checkpoint's
+        (a model folder's is read without PyTorch); none needed for greedy decoding or a given ``lm``."""
+        if decoder_options.get("decoder", "auto") == "greedy" or decoder_options.get("lm", "auto") != "auto":
+            return {}
+        if exported.has_lm:
+            return exported.decoding_state()
+        if Path(checkpoint).is_dir():
+            from htr.hub import read_for_decoding
+
+            state = read_for_decoding(checkpoint)
+        else:
+            from htr.checkpoint import read_checkpoint
+
+            state = read_checkpoint(checkpoint)  # for its language model
+        if state["alphabet"] != exported.alphabet.chars:
+            raise ValueError(f"{exported.path} was not exported from {checkpoint} (their alphabets differ)")
+        return state
 
     def line_finder(self):  # -> htr.pages.line_finder.LineFinder | None
         """The trained line finder, loaded on first use; None: pages go to the classical segmenter."""
         if self._line_finder is None and self.line_finder_path is not None:
             from htr.pages.line_finder import LineFinder
+            from htr.reading.onnx_network import file_sha256
 
             try:
                 self._line_finder = LineFinder(self.line_finder_path, self._device)
+                source = self._finder_source
+                if source is not None and source.is_file() and self._line_finder.source_sha256 != file_sha256(source):
+                    self.line_finder_path = source  # a stale export: the finder it should mirror, in PyTorch
+                    self._line_finder = LineFinder(source, self._device)
             except Exception as error:  # a damaged or foreign file: one clear line, never a traceback
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise ValueError(f"line finder {self.line_finder_path}: cannot read it ({reason})") from None

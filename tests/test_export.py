@@ -11,10 +11,14 @@ from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, model_checkpoint
 from htr.export import export_onnx
 from htr.model import CRNN, ModelConfig
-from htr.reading.onnx_network import OnnxNetwork
+from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, OnnxNetwork, export_beside
 from tests.conftest import render_line
 
 ROOT = Path(__file__).resolve().parents[1]
+WITHOUT_TORCH = (  # python -c: predict.py, then say on stderr whether PyTorch was imported
+    "import sys, predict; code = predict.main(sys.argv[1:]); "
+    "print('PyTorch imported' if 'torch' in sys.modules else 'no PyTorch', file=sys.stderr); sys.exit(code)"
+)
 
 
 def test_onnx_matches_pytorch_at_any_width_and_batch(tmp_path):
@@ -48,12 +52,8 @@ def test_onnx_matches_pytorch_at_any_width_and_batch(tmp_path):
     by_torch = subprocess.run([*run, *images], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert by_torch.returncode == 0, by_torch.stderr
     # greedy with ONNX needs no checkpoint and never imports PyTorch
-    without_torch = (
-        "import sys, predict; code = predict.main(sys.argv[1:]); "
-        "print('PyTorch imported' if 'torch' in sys.modules else 'no PyTorch', file=sys.stderr); sys.exit(code)"
-    )
     by_onnx = subprocess.run(
-        [sys.executable, "-c", without_torch, "--checkpoint", str(tmp_path / "absent.pth"), "--decoder", "greedy",
+        [sys.executable, "-c", WITHOUT_TORCH, "--checkpoint", str(tmp_path / "absent.pth"), "--decoder", "greedy",
          "--format", "tsv", "--onnx", str(tmp_path / "model.onnx"), *images],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -94,19 +94,34 @@ def test_unusable_onnx_files_get_one_line_and_exit_2(tmp_path, capsys):
         assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err, name
 
 
-def test_onnx_beam_search_with_a_model_folder_never_imports_pytorch(tmp_path):
-    from htr import hub
-    from htr.checkpoint import read_checkpoint
+def save_model_with_lm(path: Path, seed: int) -> None:
+    """A small random reader of lowercase letters with a 3-gram LM, saved as a checkpoint."""
     from htr.lm import build_lm
 
     alphabet = Alphabet("abcdefghijklmnopqrstuvwxyz ")
     config = ModelConfig(num_classes=alphabet.num_classes, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 16]],
                          rnn_hidden=16, rnn_layers=1)  # fmt: skip
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     lm = build_lm(["the cat sat on the mat", "a dog ran", "hello world"], order=3)
-    atomic_save(model_checkpoint(CRNN(config).eval(), alphabet, lm=lm), tmp_path / "model.pth")
+    atomic_save(model_checkpoint(CRNN(config).eval(), alphabet, lm=lm), path)
+
+
+def test_onnx_beam_search_with_a_model_folder_never_imports_pytorch(tmp_path):
+    """An export without the LM (as older ones): beam search takes the LM of the checkpoint or model folder."""
+    import onnx
+
+    from htr import hub
+    from htr.checkpoint import read_checkpoint
+
+    save_model_with_lm(tmp_path / "model.pth", seed=1)
     hub.save_pretrained(read_checkpoint(tmp_path / "model.pth"), tmp_path / "folder")
-    export_onnx(tmp_path / "model.pth", tmp_path / "model.onnx")
+    export_onnx(tmp_path / "model.pth", tmp_path / "with_lm.onnx")
+    graph = onnx.load(str(tmp_path / "with_lm.onnx"))  # as exports made before they held the LM
+    kept = [p for p in graph.metadata_props if p.key not in (LM_KEY, LM_ORDER_KEY)]
+    assert len(kept) == len(graph.metadata_props) - 2
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    onnx.save(graph, str(tmp_path / "model.onnx"))
     for i, text in enumerate(["the cat", "hello world"]):
         render_line(text).save(tmp_path / f"{i}.png")
     images = [str(tmp_path / f"{i}.png") for i in range(2)]
@@ -115,11 +130,7 @@ def test_onnx_beam_search_with_a_model_folder_never_imports_pytorch(tmp_path):
                                "--onnx", str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True,
                               text=True, timeout=300)  # fmt: skip  # the LM read from the .pth, with PyTorch
     assert with_pth.returncode == 0, with_pth.stderr
-    without_torch = (
-        "import sys, predict; code = predict.main(sys.argv[1:]); "
-        "print('PyTorch imported' if 'torch' in sys.modules else 'no PyTorch', file=sys.stderr); sys.exit(code)"
-    )
-    by_onnx = subprocess.run([sys.executable, "-c", without_torch, "--checkpoint", str(tmp_path / "folder"), *options,
+    by_onnx = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "--checkpoint", str(tmp_path / "folder"), *options,
                               "--onnx", str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True,
                              text=True, timeout=300)  # fmt: skip
     assert by_onnx.returncode == 0, by_onnx.stderr
@@ -130,3 +141,54 @@ def test_onnx_beam_search_with_a_model_folder_never_imports_pytorch(tmp_path):
                              str(tmp_path / "model.onnx"), *images], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert texts != [r.split("\t")[1] for r in greedy.stdout.splitlines()]  # the folder's LM was used
+
+
+def test_the_export_beside_a_checkpoint_reads_by_default_until_the_checkpoint_changes(tmp_path):
+    from htr.checkpoint import read_checkpoint, record_evaluation
+    from htr.inference import Recognizer
+    from htr.lm import CharLM
+
+    checkpoint, export = tmp_path / "model.pth", tmp_path / "model.onnx"
+    save_model_with_lm(checkpoint, seed=2)
+    assert Recognizer(checkpoint, "cpu").runtime == "pytorch"  # no export yet
+    checked = subprocess.run([sys.executable, "-m", "htr.export", "--checkpoint", str(checkpoint), "--check"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert f"wrote {export}" in checked.stdout  # the default output: beside the checkpoint
+
+    images = [render_line(text) for text in ["the cat", "hello world", "a dog"]]
+    options = {"decoder": "beam", "lm_weight": 2.0}  # a strong LM: the readings show it
+    by_default = Recognizer(checkpoint, "cpu", **options)
+    assert by_default.runtime == "onnxruntime" and by_default.notes == []
+    stored = CharLM.from_state(read_checkpoint(checkpoint)["lm"])  # float32 values, as checkpoints keep them
+    assert by_default.decoder.lm is not None and by_default.decoder.lm.to_arpa() == stored.to_arpa()  # the export's
+    by_torch = Recognizer(checkpoint, "cpu", onnx=None, **options)
+    assert by_torch.runtime == "pytorch"
+    assert [r.text for r in by_default.read(images)] == [r.text for r in by_torch.read(images)]
+    assert Recognizer(checkpoint, "cpu", "fp32").runtime == "pytorch"  # a precision asked for: PyTorch's
+
+    for i, image in enumerate(images):
+        image.save(tmp_path / f"{i}.png")
+    files = [str(tmp_path / f"{i}.png") for i in range(len(images))]
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "--checkpoint", str(checkpoint), "--lm-weight", "2",
+                          "--format", "tsv", *files], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0 and run.stderr.strip() == "no PyTorch", run.stderr  # beam + LM from the export alone
+    assert [r.split("\t")[1] for r in run.stdout.splitlines()] == [r.text for r in by_torch.read(images)]
+
+    record_evaluation(checkpoint, {"dataset": "d", "split": "s", "decoder": "greedy", "lines": 1, "cer": 0.5,
+                                   "wer": 0.5})  # fmt: skip  # the checkpoint file changes: the export is stale
+    stale = Recognizer(checkpoint, "cpu")
+    assert stale.runtime == "pytorch"
+    assert len(stale.notes) == 1 and "was not exported from this model.pth" in stale.notes[0]
+    assert export_beside(checkpoint)[0] is None
+
+
+def test_the_shipped_export_is_made_from_the_shipped_checkpoint():
+    network, note = export_beside(ROOT / "handwriting_recognizer_best.pth")
+    assert note is None, note  # re-export after changing the checkpoint: python -m htr.export --int8 DATASET
+    assert network is not None and network.has_lm
+    import onnx
+
+    operators = {node.op_type for node in onnx.load(str(network.path)).graph.node}
+    assert {"DynamicQuantizeLSTM", "QuantizeLinear"} <= operators  # int8, as measured in docs/reading.md

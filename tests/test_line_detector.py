@@ -269,11 +269,15 @@ def test_the_exported_line_finder_finds_the_same_lines_without_pytorch(tmp_path)
     assert len(json.loads(run.stdout)["lines"]) == 3  # the page read as its three lines
 
 
-def test_an_onnx_reader_takes_the_finders_export_beside_the_shipped_finder(tmp_path, monkeypatch):
+def test_an_onnx_reader_takes_the_finders_export_beside_the_shipped_finder_while_it_is_fresh(tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
     import htr.inference
     from htr.alphabet import Alphabet
     from htr.checkpoint import atomic_save, model_checkpoint
-    from htr.export import export_onnx
+    from htr.export import export_line_finder, export_onnx
     from htr.model import CRNN, ModelConfig
 
     alphabet = Alphabet("ab ")
@@ -281,10 +285,18 @@ def test_an_onnx_reader_takes_the_finders_export_beside_the_shipped_finder(tmp_p
                          rnn_layers=1)  # fmt: skip
     atomic_save(model_checkpoint(CRNN(config).eval(), alphabet), tmp_path / "reader.pth")
     export_onnx(tmp_path / "reader.pth", tmp_path / "reader.onnx")
-    monkeypatch.setattr(htr.inference, "DEFAULT_LINE_FINDER", tmp_path / "line_finder.pt")
+    finder = tmp_path / "line_finder.pt"
+    monkeypatch.setattr(htr.inference, "DEFAULT_LINE_FINDER", finder)
     options = {"decoder": "greedy", "onnx": tmp_path / "reader.onnx"}
-    assert htr.inference.Recognizer(tmp_path / "reader.pth", **options).line_finder_path is None  # no export: classical
-    (tmp_path / "line_finder.onnx").write_bytes(b"")  # its presence is what counts here
-    assert (
-        htr.inference.Recognizer(tmp_path / "reader.pth", **options).line_finder_path == tmp_path / "line_finder.onnx"
-    )
+    assert htr.inference.Recognizer(tmp_path / "reader.pth", **options).line_finder_path is None  # none: classical
+    shutil.copy(Path(__file__).resolve().parents[1] / "line_finder.pt", finder)
+    assert htr.inference.Recognizer(tmp_path / "reader.pth", **options).line_finder_path == finder  # in PyTorch
+    export_line_finder(finder, tmp_path / "line_finder.onnx")
+    reader = htr.inference.Recognizer(tmp_path / "reader.pth", **options)
+    assert reader.line_finder_path == tmp_path / "line_finder.onnx" and reader.line_finder().session is not None
+    state = torch.load(finder, weights_only=True)
+    state["threshold"] = 0.4  # the finder changes after its export: the export is stale
+    torch.save(state, finder)
+    reader = htr.inference.Recognizer(tmp_path / "reader.pth", **options)
+    assert reader.line_finder().session is None and reader.line_finder().threshold == 0.4
+    assert reader.line_finder_path == finder

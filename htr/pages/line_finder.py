@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from htr.reading.onnx_network import SOURCE_KEY
+
 INPUT_SIDE = 1280  # the page's long side the network reads
 KERNEL_SHARE = 0.4  # the middle share of a line's height its kernel covers
 END_SHARE = 0.25  # the kernel stops this many line heights short of each end (table cells side by side stay apart)
@@ -136,7 +138,9 @@ class LineFinder:
             import onnxruntime
 
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            settings = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA)
+            metadata = self.session.get_modelmeta().custom_metadata_map
+            settings = metadata.get(ONNX_METADATA)
+            self.source_sha256 = metadata.get(SOURCE_KEY)  # of the .pt it was exported from (None: older exports)
             if settings is None:
                 raise ValueError(f"{path} is not an exported line finder (no {ONNX_METADATA!r} metadata)")
             state = json.loads(settings)
@@ -148,7 +152,7 @@ class LineFinder:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.network = LineDetector(**state["config"]).eval().to(device)
             self.network.load_state_dict(state["model"])
-            self.session = None
+            self.session, self.source_sha256 = None, None
         self.threshold = float(state.get("threshold", 0.5))
         geometry = state.get("geometry", {"input_side": 1024, "end_share": 0.0})  # files from before geometry
         self.input_side, self.end_share = int(geometry["input_side"]), float(geometry["end_share"])

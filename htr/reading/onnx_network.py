@@ -1,7 +1,15 @@
-"""An exported network run by ONNX Runtime, without PyTorch (see ``htr.export``)."""
+"""An exported network run by ONNX Runtime, without PyTorch (see ``htr.export``).
+
+An export made from a checkpoint file ``X.pth`` and saved as ``X.onnx`` beside it is that checkpoint's fast CPU
+reader: ``export_beside`` finds it, and accepts it only when the checkpoint is still the one it was made from (the
+SHA-256 of the checkpoint file is in the export's metadata), so a retrained checkpoint never reads through a stale
+export."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -10,11 +18,25 @@ import numpy as np
 from htr.alphabet import Alphabet
 from htr.model_config import ModelConfig
 
+SOURCE_KEY = "checkpoint_sha256"  # metadata: the SHA-256 of the checkpoint file the export was made from
+LM_KEY, LM_ORDER_KEY = "lm", "lm_order"  # metadata: the LM's safetensors (htr.hub.lm_tensors), base64; its order
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 class OnnxNetwork:
     """Images (B, 1, H, W) float32 -> log-probabilities (T, B, C), like ``htr.runtime.TorchNetwork``.
 
-    The export stores the alphabet and architecture in the file's metadata, so it reads on its own."""
+    The export stores the alphabet and architecture in the file's metadata, so it reads on its own; exports of
+    checkpoints with a language model hold it too (`decoding_state`), and `source_sha256` names the checkpoint
+    file it was made from (None for older exports)."""
 
     def __init__(self, path: str | Path) -> None:
         import onnxruntime
@@ -29,8 +51,60 @@ class OnnxNetwork:
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "alphabet" not in metadata or "model_config" not in metadata:
             raise ValueError(f"{path} has no alphabet/model_config metadata: export it with `python -m htr.export`")
+        self.path = Path(path)
         self.alphabet = Alphabet(metadata["alphabet"])
         self.config = ModelConfig(**json.loads(metadata["model_config"]))
+        self.source_sha256: str | None = metadata.get(SOURCE_KEY)
+        self._lm = (metadata[LM_KEY], int(metadata[LM_ORDER_KEY])) if LM_KEY in metadata else None
+
+    @property
+    def has_lm(self) -> bool:
+        return self._lm is not None
+
+    def decoding_state(self) -> dict:
+        """What decoding needs, as in a checkpoint dict: the ``alphabet`` and, when the export holds one, the
+        ``lm`` state (``htr.lm.CharLM.from_state`` reads it). ValueError in one line when the LM is damaged."""
+        state: dict = {"alphabet": self.alphabet.chars}
+        if self._lm is not None:
+            from safetensors.numpy import load
+
+            from htr.hub import lm_from_tensors
+
+            try:
+                state["lm"] = lm_from_tensors(load(base64.b64decode(self._lm[0])), self._lm[1])
+            except Exception as error:  # damaged base64 or safetensors: one line
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise ValueError(f"{self.path}: its language model is unreadable ({reason})") from None
+        return state
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"images": np.ascontiguousarray(images, dtype=np.float32)})[0]
+
+
+def export_beside(checkpoint: str | Path) -> tuple[OnnxNetwork | None, str | None]:
+    """The ONNX export of checkpoint file ``X.pth`` saved beside it as ``X.onnx``, when onnxruntime is installed
+    and the export was made from this very file; else None, with a one-line note when an export is there but
+    cannot serve (stale, unreadable, or onnxruntime missing)."""
+    path = Path(checkpoint)
+    candidate = path.with_suffix(".onnx")
+    if not path.is_file() or path.suffix == ".onnx" or not candidate.is_file():
+        return None, None
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None, f"{candidate} is not used: onnxruntime is not installed (pip install onnxruntime)"
+    try:
+        network = OnnxNetwork(candidate)
+    except ValueError as error:
+        return None, f"{candidate} is not used: {error}"
+    if network.source_sha256 != file_sha256(path):
+        return None, (
+            f"{candidate} was not exported from this {path.name} (retrained?): reading with PyTorch; "
+            f"`python -m htr.export --checkpoint {path}` brings it up to date"
+        )
+    return network, None
+
+
+def cuda_may_be_present() -> bool:
+    """Whether this machine may have an NVIDIA GPU (its driver is visible), checked without importing PyTorch."""
+    import shutil
+
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/dxg").exists() or shutil.which("nvidia-smi") is not None
