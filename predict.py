@@ -9,7 +9,8 @@ input order on stdout; a page's lines are joined by newlines (text), " / " (tsv)
 (JSON "lines"); JSON gives every line's words with their boxes and confidences. --format page (PAGE XML
 2019-07-15) or alto (ALTO 4.4) writes one XML file per image, IMAGE_STEM.xml beside it or in --output-dir,
 and prints "IMAGE -> XML (N lines)"; an existing file is kept unless --overwrite. An input that cannot be read
-gets one line on stderr and the others still run.
+gets one line on stderr and the others still run. On a CPU the network runs from the checkpoint's ONNX export
+beside it (the shipped model's is int8) when it was made from that very file (--onnx; else PyTorch).
 Exit status: 0 when every image was read, 1 when some failed, 2 for usage errors or an unusable checkpoint.
 """
 
