@@ -37,7 +37,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {args.precision}")
     settings = [("greedy", 1)] + [("beam", width) for width in args.beam_width]
     for method, width in settings:
-        recognizer = Recognizer(args.checkpoint, "cpu", args.precision, decoder=method, beam_width=width)
+        recognizer = Recognizer(args.checkpoint, "cpu", args.precision, onnx=None, decoder=method,
+                                beam_width=width)  # fmt: skip
         if method == "greedy":
             split = load_splits(args.dataset)[args.split]
             network, alphabet = recognizer.network, recognizer.alphabet

@@ -53,8 +53,9 @@ def main() -> None:
         hypotheses = [" ".join(next(readings).text for _ in range(count)) for count in counts]
         results[name] = (cer(texts, hypotheses), wer(texts, hypotheses), sum(c > 1 for c in counts))
     (clean_cer, clean_wer, _), (photo_cer, photo_wer, split_photos) = results["clean"], results["photo"]
-    print(f"{len(texts)} lines, {recognizer.decoder.describe()}: clean CER {100 * clean_cer:.2f}% WER "
-          f"{100 * clean_wer:.2f}%; photographed CER {100 * photo_cer:.2f}% WER {100 * photo_wer:.2f}% "
+    print(f"{len(texts)} lines, {recognizer.runtime}, {recognizer.decoder.describe()}: clean CER "
+          f"{100 * clean_cer:.2f}% WER {100 * clean_wer:.2f}%; photographed CER {100 * photo_cer:.2f}% WER "
+          f"{100 * photo_wer:.2f}% "
           f"(CER ratio {photo_cer / clean_cer:.2f}; {split_photos} photos read as several lines)")  # fmt: skip
 
 
