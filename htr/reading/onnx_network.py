@@ -98,7 +98,7 @@ def export_beside(checkpoint: str | Path) -> tuple[OnnxNetwork | None, str | Non
     if network.source_sha256 != file_sha256(path):
         return None, (
             f"{candidate} was not exported from this {path.name} (retrained?): reading with PyTorch; "
-            f"`python -m htr.export --checkpoint {path}` brings it up to date"
+            f"`python -m htr.export --checkpoint {path} [--int8 DATASET]` brings it up to date"
         )
     return network, None
 
