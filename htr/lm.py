@@ -91,8 +91,7 @@ class CharLM:
         if cached is not None:
             return cached
         i = self._ids.get(context)
-        root = np.full(len(self.vocab), -np.inf)
-        values = self.distribution(context[1:]) + self._backoffs[i] if context else root
+        values = self.distribution(context[1:]) + self._backoffs[i] if context else np.full(len(self.vocab), -np.inf)
         if i is not None:  # (the empty context of a model without n-grams has none)
             start, end = self._starts[i], self._starts[i + 1]
             values[self._tokens[start:end]] = self._logprobs[start:end]
