@@ -188,12 +188,12 @@ class Recognizer:
         """The trained line finder, loaded on first use; None: pages go to the classical segmenter."""
         if self._line_finder is None and self.line_finder_path is not None:
             from htr.pages.line_finder import LineFinder
-            from htr.reading.onnx_network import file_sha256
+            from htr.reading.onnx_network import made_from
 
             try:
                 self._line_finder = LineFinder(self.line_finder_path, self._device)
                 source = self._finder_source
-                if source is not None and source.is_file() and self._line_finder.source_sha256 != file_sha256(source):
+                if source is not None and source.is_file() and not made_from(self._line_finder.source_sha256, source):
                     self.line_finder_path = source  # a stale export: the finder it should mirror, in PyTorch
                     self._line_finder = LineFinder(source, self._device)
             except Exception as error:  # a damaged or foreign file: one clear line, never a traceback

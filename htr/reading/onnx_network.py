@@ -31,6 +31,11 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def made_from(recorded_sha256: str | None, source: str | Path) -> bool:
+    """Whether an export that recorded ``recorded_sha256`` (its ``SOURCE_KEY``) was made from ``source`` as it is."""
+    return recorded_sha256 is not None and recorded_sha256 == file_sha256(source)
+
+
 class OnnxNetwork:
     """Images (B, 1, H, W) float32 -> log-probabilities (T, B, C), like ``htr.runtime.TorchNetwork``.
 
@@ -95,7 +100,7 @@ def export_beside(checkpoint: str | Path) -> tuple[OnnxNetwork | None, str | Non
         network = OnnxNetwork(candidate)
     except ValueError as error:
         return None, f"{candidate} is not used: {error}"
-    if network.source_sha256 != file_sha256(path):
+    if not made_from(network.source_sha256, path):
         return None, (
             f"{candidate} was not exported from this {path.name} (retrained?): reading with PyTorch; "
             f"`python -m htr.export --checkpoint {path} [--int8 DATASET]` brings it up to date"
