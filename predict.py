@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from htr.reading.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
@@ -151,25 +152,44 @@ def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: 
 
     failed = False
     positions = args.format in ("json", *XML_FORMATS)
-    read_ok: list[tuple[str, object, Path | None]] = []  # file, its prepared lines, its XML file
-    lines = []
-    for file in files:
-        target = xml_target(file, args) if args.format in XML_FORMATS else None
+    wanted: list[tuple[str, Path | None]] = []  # files to read, and their XML files
+
+    def refuse(file: str, target: Path | None) -> bool:  # True: its XML file must not be written (said why)
         if target is not None and (target in claimed or (target.exists() and not args.overwrite)):
             why = "written for another image of this run" if target in claimed else "exists (--overwrite replaces it)"
             print(f"{file}: not written: {target} {why}", file=sys.stderr)
+            return True
+        return False
+
+    for file in files:
+        target = xml_target(file, args) if args.format in XML_FORMATS else None
+        if refuse(file, target):
             failed = True
-            continue
-        try:
-            prepared = recognizer.prepare_image(load_image(file), args.segment)
-        except Exception as error:  # any decoding problem: name the file, go on with the others
-            print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
-            failed = True
-            continue
-        if target is not None:
-            claimed.add(target)
-        lines.extend(prepared.lines)
-        read_ok.append((file, prepared, target))
+        else:
+            wanted.append((file, target))
+
+    def prepare(file: str):  # -> htr.inference.PreparedImage
+        return recognizer.prepare_image(load_image(file), args.segment)
+
+    read_ok: list[tuple[str, object, Path | None]] = []  # file, its prepared lines, its XML file
+    lines = []
+    # as many images at once as the network reads batches at once (ONNX Runtime: one per core; PyTorch: one, as its
+    # own threads use the cores): decoding, resizing and the line finder release the GIL
+    with ThreadPoolExecutor(recognizer.network.parallel_calls) as pool:
+        for (file, target), preparing in zip(wanted, [pool.submit(prepare, file) for file, _ in wanted]):
+            try:
+                prepared = preparing.result()
+            except Exception as error:  # any decoding problem: name the file, go on with the others
+                print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
+                failed = True
+                continue
+            if refuse(file, target):  # an earlier image of this chunk has the same XML file
+                failed = True
+                continue
+            if target is not None:
+                claimed.add(target)
+            lines.extend(prepared.lines)
+            read_ok.append((file, prepared, target))
     readings = iter(recognizer.read_prepared(lines, args.batch_size, with_positions=positions))
     for file, prepared, target in read_ok:
         mine = [next(readings) for _ in prepared.lines]

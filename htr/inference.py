@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -68,6 +71,7 @@ class Network(Protocol):
     """A network that reads: ``htr.runtime.TorchNetwork`` (PyTorch) or ``htr.reading.onnx_network.OnnxNetwork``."""
 
     config: ModelConfig
+    parallel_calls: int  # how many calls usefully run at once in threads (1: one at a time; see `transcribe`)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Images (B, 1, H, W) float32 -> log-probabilities (T, B, C) float32."""
@@ -82,23 +86,43 @@ def transcribe(
 
     Lines are batched by width to cut padding. Greedy by default. A line without ink reads as empty text with
     confidence 1. ``pad_to``: batch widths are rounded up to a multiple of it (fewer distinct shapes for the
-    kernel caches: less memory over many batches). ``with_positions``: each reading's ``chars`` too."""
+    kernel caches: less memory over many batches). ``with_positions``: each reading's ``chars`` too.
+
+    A network with ``parallel_calls`` > 1 reads that many batches at once in threads, each batch decoded as soon
+    as its network call returns, so decoding (mostly Python: one batch at a time) overlaps the network's runs."""
     decoder = decoder or Decoder()
     readings: list[Reading | None] = [None] * len(widths)
-    for indices in bucketed_batches(widths, batch_size, seed=None):
-        lines = {i: line(i) for i in indices}
-        for i in [i for i, image in lines.items() if not has_ink(image)]:  # blank: nothing to read, for sure
-            readings[i] = Reading("", 1.0, [] if with_positions else None)
-            del lines[i]
-        if not lines:
-            continue
-        images, batch_widths = pad_arrays(list(lines.values()), multiple=pad_to)
+
+    def read_batch(indices: list[int], images: np.ndarray, batch_widths: np.ndarray) -> None:
         log_probs = network(images)
         lengths = network.config.output_lengths(batch_widths)
-        paths = decoder.paths(log_probs, lengths, alphabet)
+        paths = decoder.paths(log_probs, lengths, alphabet)  # one batch at a time (the decoder's lock)
         spans = align(log_probs, lengths, paths, alphabet) if with_positions else [None] * len(paths)
-        for i, path, confidence, chars in zip(lines, paths, confidences(log_probs, lengths, paths), spans):
+        for i, path, confidence, chars in zip(indices, paths, confidences(log_probs, lengths, paths), spans):
             readings[i] = Reading(alphabet.decode(path), confidence, chars)
+
+    def batches() -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+        for indices in bucketed_batches(widths, batch_size, seed=None):
+            lines = {i: line(i) for i in indices}
+            for i in [i for i, image in lines.items() if not has_ink(image)]:  # blank: nothing to read, for sure
+                readings[i] = Reading("", 1.0, [] if with_positions else None)
+                del lines[i]
+            if lines:
+                yield list(lines), *pad_arrays(list(lines.values()), multiple=pad_to)
+
+    workers = getattr(network, "parallel_calls", 1)
+    if workers <= 1:
+        for batch in batches():
+            read_batch(*batch)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            running: deque[Future] = deque()
+            for batch in batches():  # at most one batch waiting beyond those being read: memory stays bounded
+                running.append(pool.submit(read_batch, *batch))
+                if len(running) > workers:
+                    running.popleft().result()
+            for future in running:
+                future.result()
     return readings  # type: ignore[return-value]
 
 
@@ -163,6 +187,7 @@ class Recognizer:
             raise ValueError(f"line finder {line_finder}: no such file")
         self.line_finder_path = line_finder  # loaded with the first page (single lines never need it)
         self._line_finder = None
+        self._loading_finder = threading.Lock()  # pages may be prepared in several threads at once
 
     @staticmethod
     def _decoding_state(exported, checkpoint: str | Path, decoder_options: dict) -> dict:
@@ -186,6 +211,10 @@ class Recognizer:
 
     def line_finder(self):  # -> htr.pages.line_finder.LineFinder | None
         """The trained line finder, loaded on first use; None: pages go to the classical segmenter."""
+        with self._loading_finder:
+            return self._load_line_finder()
+
+    def _load_line_finder(self):
         if self._line_finder is None and self.line_finder_path is not None:
             from htr.pages.line_finder import LineFinder
             from htr.reading.onnx_network import made_from

@@ -93,7 +93,10 @@ def seed_everything(seed: int) -> None:
 class TorchNetwork:
     """A CRNN in eval mode on a device at a precision: images (B, 1, H, W) float32 -> log-probabilities (T, B, C)
     as a float32 array, like ``htr.reading.onnx_network.OnnxNetwork``. On the CPU, ``cpu_share`` (optional) keeps the
-    thread count at the cores other processes leave free (``htr.cpu_share``)."""
+    thread count at the cores other processes leave free (``htr.cpu_share``). One call at a time (its own threads
+    use the cores)."""
+
+    parallel_calls = 1
 
     def __init__(
         self, model: CRNN, device: torch.device, dtype: torch.dtype | None = None, cpu_share: CpuShare | None = None

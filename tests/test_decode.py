@@ -265,3 +265,48 @@ def test_a_ragged_batch_is_searched_as_each_line_alone():
     scorer.MAX_STATES = 3  # every search starts with a fresh table: the same results
     assert beam_search_batch(batch, lengths, alphabet, 16, scorer, 1.0, 1.5) == together
     assert len(scorer.contexts) > 3
+
+
+class SlowRandomNetwork:
+    """Log-probabilities drawn from each line's own pixels (the same line reads the same in any batch), after a
+    random pause, so that batches read in threads finish out of order."""
+
+    def __init__(self, alphabet: Alphabet, parallel_calls: int, fail_on_width: int | None = None) -> None:
+        self.config = ModelConfig(num_classes=alphabet.num_classes, height=8)
+        self.parallel_calls, self.fail_on_width = parallel_calls, fail_on_width
+        self.pauses = random.Random(0)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(self.pauses.uniform(0, 0.02))
+        if images.shape[-1] == self.fail_on_width:
+            raise RuntimeError("this batch fails")
+        frames = int(self.config.output_lengths(images.shape[-1]))
+        out = []
+        for image in images:
+            seed = int(np.round(image.sum() * 1000)) % 2**32
+            logits = 3 * np.random.default_rng(seed).standard_normal((frames, self.config.num_classes))
+            out.append(logits - np.log(np.exp(logits).sum(-1, keepdims=True)))
+        return np.stack(out, axis=1).astype(np.float32)
+
+
+def test_lines_read_in_parallel_threads_read_as_one_at_a_time_in_input_order():
+    from htr.inference import transcribe
+
+    alphabet = Alphabet("".join(sorted(set("".join(TEXTS)))))
+    rng = np.random.default_rng(1)
+    widths = rng.integers(16, 160, size=70).tolist()
+    lines = [rng.random((1, 8, w), dtype=np.float32) for w in widths]
+    for i in (3, 40, 41):  # blank lines: read as empty text, never sent to the network
+        lines[i][:] = 0
+    decoder = Decoder("beam", 8, build_lm(TEXTS, 3), 0.8, 1.5)
+    one_at_a_time = transcribe(SlowRandomNetwork(alphabet, 1), alphabet, widths, lines.__getitem__, 4, decoder)
+    for calls in (2, 4):
+        in_threads = transcribe(SlowRandomNetwork(alphabet, calls), alphabet, widths, lines.__getitem__, 4, decoder)
+        assert in_threads == one_at_a_time
+    assert [one_at_a_time[i].text for i in (3, 40, 41)] == ["", "", ""]
+    assert sum(bool(r.text) for r in one_at_a_time) > 60
+    failing = SlowRandomNetwork(alphabet, 3, fail_on_width=max(widths))
+    with pytest.raises(RuntimeError, match="this batch fails"):  # a failed batch is not lost in a thread
+        transcribe(failing, alphabet, widths, lines.__getitem__, 4, decoder)

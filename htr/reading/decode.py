@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,6 +88,7 @@ class Decoder:
         if self.beam_width < 1:
             raise ValueError("beam width must be at least 1")
         self._scorers: dict[str, LMScorer] = {}
+        self._searching = threading.Lock()  # the scorers' tables grow as they are used: one search at a time
 
     def describe(self) -> str:
         if self.method == "greedy":
@@ -98,15 +100,16 @@ class Decoder:
         """Label sequences of a batch. ``log_probs``: (T, B, C) array (or CPU tensor); ``lengths``: B frame counts."""
         if self.method == "greedy":
             return greedy_paths(log_probs, lengths)
-        scorer = None
-        if self.lm is not None:
-            scorer = self._scorers.get(alphabet.chars)
-            if scorer is None:
-                scorer = self._scorers[alphabet.chars] = LMScorer(self.lm, alphabet)
-        return beam_search_batch(
-            np.asarray(log_probs), [int(n) for n in lengths], alphabet, self.beam_width, scorer,
-            self.lm_weight if scorer else 0.0, self.insertion_bonus if scorer else 0.0,
-        )  # fmt: skip
+        with self._searching:
+            scorer = None
+            if self.lm is not None:
+                scorer = self._scorers.get(alphabet.chars)
+                if scorer is None:
+                    scorer = self._scorers[alphabet.chars] = LMScorer(self.lm, alphabet)
+            return beam_search_batch(
+                np.asarray(log_probs), [int(n) for n in lengths], alphabet, self.beam_width, scorer,
+                self.lm_weight if scorer else 0.0, self.insertion_bonus if scorer else 0.0,
+            )  # fmt: skip
 
 
 def make_decoder(

@@ -9,6 +9,7 @@ zeros pads with paper.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ MAX_PIXELS = 64_000_000  # larger images are refused from their header, before a
 WORK_PIXELS = 16_000_000  # larger images are first shrunk (box filter) to about this size, bounding memory
 INK_THRESHOLD = 0.5  # an ink-map value above this is ink; an image with none reads as empty text
 CROP_MARGIN = 0.0  # room kept around the ink, in ink heights; 0.08 shrank a line with paper around it (docs/reading.md)
+_OPENING = threading.Lock()  # load_image's header check, one thread at a time (decoding runs outside it)
 
 
 class ImageRefused(ValueError):
@@ -37,7 +39,7 @@ def load_image(source: str | Path | bytes) -> Image.Image:
     """Open an image from a path or encoded bytes and decode its first frame.
 
     Images over ``MAX_PIXELS`` are refused from their header (a decompression bomb cannot allocate)."""
-    with warnings.catch_warnings():
+    with _OPENING, warnings.catch_warnings():  # the warning filters are global: one thread at a time
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
