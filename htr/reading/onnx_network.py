@@ -44,8 +44,8 @@ class OnnxNetwork:
     file it was made from (None for older exports).
 
     Each call runs on one core, and ``parallel_calls`` (the cores this process may use) calls run at once in
-    threads (``htr.inference.transcribe``): on 2 cores, 390 IAM lines read (int8, beam + LM) in 5.5-5.9 s instead
-    of 7.2-9.5 s with one call at a time on two threads, as network calls no longer wait for decoding."""
+    threads (``htr.inference.transcribe``), so that decoding overlaps the network: on 2 cores, predict.py reads 390
+    IAM lines (int8, beam + LM) in 7.9-8.2 s instead of 9.2-9.3 s with one call at a time on two threads."""
 
     def __init__(self, path: str | Path) -> None:
         import onnxruntime
