@@ -214,6 +214,20 @@ def test_with_ema_decay_the_weight_average_is_validated_saved_and_resumed(tmp_pa
     assert int(torch.load(output.with_name("finder.last.pt"), weights_only=False)["ema"]["n_averaged"]) == 3
 
 
+def test_close_lines_on_a_slant_stay_apart_and_pieces_of_one_line_are_joined():
+    """Four slanted lines, 24 px apart, whose boxes share most of their rows (each rises 90 px over the page),
+    and a fifth whose kernel a word gap cut in two: one box each."""
+    slanted = [np.array([[10, top + 90], [590, top], [590, top + 20], [10, top + 110]], np.float32)
+               for top in (10, 34, 58, 82)]  # fmt: skip
+    target = kernel_target((260, 600), slanted).astype(np.float32)
+    target[236:244, 15:280] = target[236:244, 283:585] = 1  # a line's kernel cut by a gap of 0.15 line heights
+    found = boxes_from_kernels(target, scale=1.0)
+    assert len(found) == 5, found
+    assert [b[3] for b in found[:4]] == sorted(b[3] for b in found[:4])  # top to bottom, one per slanted line
+    assert all(b[3] - b[1] < 140 for b in found[:4])  # none spans two of them (one line's box: about 120 px)
+    assert found[4][0] < 30 and found[4][2] > 570  # the cut line, joined across its word gap
+
+
 def test_reading_order_is_rows_top_to_bottom_then_left_to_right():
     cells = [(300, 52, 400, 80), (0, 50, 100, 78), (150, 10, 250, 40), (0, 12, 100, 40), (150, 48, 250, 79)]
     assert reading_order(cells) == [cells[3], cells[2], cells[1], cells[4], cells[0]]

@@ -28,6 +28,7 @@ OUTPUT_STRIDE = 2
 MIN_KERNEL_AREA = 6  # output pixels; smaller parts are specks
 THIN_PART, FAINT_PART = 0.65, 0.5  # parts thinner / fainter than this share of the page's lines are not lines
 JOIN_GAP = 0.2  # parts of one line closer than this many line heights are joined (a wide word gap)
+SIDE_OVERLAP = 0.5  # parts overlapping by more line heights than this are not side by side (real pages: 0-2 alike)
 ONNX_METADATA = "line_finder"  # the key of an ONNX export's settings (threshold, geometry) in its metadata
 Box = tuple[int, int, int, int]
 
@@ -98,13 +99,17 @@ def boxes_from_kernels(probability: np.ndarray, scale: float, threshold: float =
 
 def join_side_by_side(kernels: list[list[float]], gap: float) -> list[list[float]]:
     """Kernels ``[left, top, right, bottom, area]`` on one line (each one's vertical span mostly inside the
-    other's) less than ``gap`` × the line's height apart, joined; the area is the sum."""
+    other's) less than ``gap`` × the line's height apart, joined; the area is the sum. Kernels that overlap by more
+    than ``SIDE_OVERLAP`` line heights are one above the other, not side by side: lines on a slant, whose boxes
+    share most of their rows, stay apart."""
     joined: list[list[float]] = []
     for kernel in sorted(kernels, key=lambda k: k[0]):
         for other in joined:
             overlap = min(kernel[3], other[3]) - max(kernel[1], other[1])
             height = max(kernel[4] / (kernel[2] - kernel[0]), other[4] / (other[2] - other[0])) / KERNEL_SHARE
-            if overlap >= 0.7 * min(kernel[3] - kernel[1], other[3] - other[1]) and kernel[0] - other[2] < gap * height:
+            apart = kernel[0] - other[2]  # negative: they overlap
+            if overlap >= 0.7 * min(kernel[3] - kernel[1], other[3] - other[1]) and \
+                    -SIDE_OVERLAP * height < apart < gap * height:  # fmt: skip
                 other[:] = [other[0], min(other[1], kernel[1]), max(other[2], kernel[2]), max(other[3], kernel[3]),
                             other[4] + kernel[4]]  # fmt: skip
                 break
