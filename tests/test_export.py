@@ -192,3 +192,13 @@ def test_the_shipped_export_is_made_from_the_shipped_checkpoint():
 
     operators = {node.op_type for node in onnx.load(str(network.path)).graph.node}
     assert {"DynamicQuantizeLSTM", "QuantizeLinear"} <= operators  # int8, as measured in docs/reading.md
+
+
+def test_an_onnx_network_reads_one_batch_per_core_at_once_up_to_a_limit(monkeypatch):
+    from htr.reading.onnx_network import MAX_PARALLEL_CALLS
+
+    for cores, calls, threads in ((1, 1, 1), (2, 2, 1), (16, MAX_PARALLEL_CALLS, 16 // MAX_PARALLEL_CALLS)):
+        monkeypatch.setattr("htr.cpu_share.usable_cores", lambda cores=cores: cores)
+        network = OnnxNetwork(ROOT / "handwriting_recognizer_best.onnx")
+        assert network.parallel_calls == calls
+        assert network.session.get_session_options().intra_op_num_threads == threads

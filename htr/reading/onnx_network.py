@@ -19,6 +19,7 @@ from htr.alphabet import Alphabet
 from htr.model_config import ModelConfig
 
 SOURCE_KEY = "checkpoint_sha256"  # metadata: the SHA-256 of the checkpoint file the export was made from
+MAX_PARALLEL_CALLS = 8  # each call holds its own activations (predict.py's second call: about 125 MiB at peak)
 LM_KEY, LM_ORDER_KEY = "lm", "lm_order"  # metadata: the LM's safetensors (htr.hub.lm_tensors), base64; its order
 
 
@@ -43,9 +44,10 @@ class OnnxNetwork:
     checkpoints with a language model hold it too (`decoding_state`), and `source_sha256` names the checkpoint
     file it was made from (None for older exports).
 
-    Each call runs on one core, and ``parallel_calls`` (the cores this process may use) calls run at once in
-    threads (``htr.inference.transcribe``), so that decoding overlaps the network: on 2 cores, predict.py reads 390
-    IAM lines (int8, beam + LM) in 7.9-8.2 s instead of 9.2-9.3 s with one call at a time on two threads."""
+    ``htr.inference.transcribe`` runs ``parallel_calls`` calls at once in threads (one per core this process may
+    use, at most ``MAX_PARALLEL_CALLS``, each on its share of the cores: one core each on machines of up to 8), so
+    that decoding overlaps the network: on 2 cores, predict.py reads 390 IAM lines (int8, beam + LM) in 7.9-8.2 s
+    instead of 9.2-9.3 s with one call at a time on two threads."""
 
     def __init__(self, path: str | Path) -> None:
         import onnxruntime
@@ -54,9 +56,12 @@ class OnnxNetwork:
 
         if not Path(path).is_file():
             raise ValueError(f"ONNX model not found: {path} (write one with `python -m htr.export`)")
+        cores = usable_cores()
+        self.parallel_calls = min(cores, MAX_PARALLEL_CALLS)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(1, cores // self.parallel_calls)  # calls run side by side instead
+        options.inter_op_num_threads = 1
         try:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1  # calls run side by side instead
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own exception types; the reason follows its "failed:"
             reason = str(error).splitlines()[0].rsplit("failed:", 1)[-1].strip()
@@ -65,7 +70,6 @@ class OnnxNetwork:
         if "alphabet" not in metadata or "model_config" not in metadata:
             raise ValueError(f"{path} has no alphabet/model_config metadata: export it with `python -m htr.export`")
         self.path = Path(path)
-        self.parallel_calls = usable_cores()
         self.alphabet = Alphabet(metadata["alphabet"])
         self.config = ModelConfig(**json.loads(metadata["model_config"]))
         self.source_sha256: str | None = metadata.get(SOURCE_KEY)
