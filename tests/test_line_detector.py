@@ -108,6 +108,24 @@ def test_network_input_is_shrunk_and_padded_and_the_output_is_half_size():
     assert logits.shape == (1, 1, 256 // OUTPUT_STRIDE, 512 // OUTPUT_STRIDE)
 
 
+def test_a_small_image_is_read_at_the_scale_its_letters_need_never_blown_up_past_its_own_size():
+    def written(height: int, width: int, letter: int) -> np.ndarray:  # letter-sized blobs in a row, mid-height
+        ink = np.zeros((height, width), np.float32)
+        for left in range(4, width - letter, 2 * letter):
+            ink[(height - letter) // 2 : (height + letter) // 2, left : left + letter] = 1
+        return ink
+
+    word = written(64, 200, 30)  # a word cut out at its own scale: letters 30 px, in the finder's range of 7-27.5
+    padded, factor = network_input(word, side=1280, letter_range=(7.0, 27.5))
+    assert factor == 1.0 and padded.shape == (64, 224)  # not 6.4x, nor the 3.2x (long side 640) it was before
+    tiny = written(40, 120, 2)  # tiny writing in a small image: still scaled up until its letters are readable
+    _, factor = network_input(tiny, side=1280, letter_range=(7.0, 27.5))
+    assert factor >= 3.5
+    page = written(700, 1500, 20)  # a page: as before, its long side between side / 2 and 2 x side
+    _, factor = network_input(page, side=1280, letter_range=(7.0, 27.5))
+    assert 640 <= 1500 * factor <= 2560
+
+
 def test_a_widened_finder_computes_the_same_map_then_trains_its_new_channels():
     torch.manual_seed(0)
     narrow = LineDetector(width=4)

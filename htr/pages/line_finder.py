@@ -39,7 +39,8 @@ def network_input(ink: np.ndarray, side: int = INPUT_SIDE,
 
     With ``letter_range`` (the letter heights, in the network's pixels, of the pages it was trained on), a page
     whose letters would come out smaller or larger (a tight crop of a paragraph, a page of tiny writing) is scaled
-    so that they fall inside it (its long side then between ``side`` / 2 and 2 × ``side``)."""
+    so that they fall inside it (its long side then between ``side`` / 2 and 2 × ``side``, but never blown up past
+    its own size for that: a word or a short line is read at its own scale, not at ``side`` / 2)."""
     factor = side / max(ink.shape)
     small = _resized(ink, factor)
     if letter_range is not None:
@@ -47,7 +48,7 @@ def network_input(ink: np.ndarray, side: int = INPUT_SIDE,
 
         letters = component_height((small > 0.5).astype(np.uint8))
         wanted = factor * min(max(letters, letter_range[0]), letter_range[1]) / letters
-        wanted = min(max(wanted, 0.5 * factor), 2 * factor)
+        wanted = min(max(wanted, min(0.5 * factor, 1.0)), 2 * factor)
         if abs(wanted / factor - 1) > 0.05:
             factor, small = wanted, _resized(ink, wanted)
     padded = np.zeros((-(-small.shape[0] // 32) * 32, -(-small.shape[1] // 32) * 32), np.float32)
