@@ -175,7 +175,8 @@ def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: 
     lines = []
     # as many images at once as the network reads batches at once (ONNX Runtime: one per core; PyTorch: one, as its
     # own threads use the cores): decoding, resizing and the line finder release the GIL
-    with ThreadPoolExecutor(recognizer.network.parallel_calls) as pool:
+    pool = ThreadPoolExecutor(recognizer.network.parallel_calls)
+    try:
         for (file, target), preparing in zip(wanted, [pool.submit(prepare, file) for file, _ in wanted]):
             try:
                 prepared = preparing.result()
@@ -190,6 +191,8 @@ def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: 
                 claimed.add(target)
             lines.extend(prepared.lines)
             read_ok.append((file, prepared, target))
+    finally:  # Ctrl-C: the images not started yet are dropped, not prepared first
+        pool.shutdown(cancel_futures=True)
     readings = iter(recognizer.read_prepared(lines, args.batch_size, with_positions=positions))
     for file, prepared, target in read_ok:
         mine = [next(readings) for _ in prepared.lines]

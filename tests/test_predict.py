@@ -166,3 +166,35 @@ def test_line_finder_option_chooses_how_pages_are_split(checkpoint, tmp_path):
         result = predict("--checkpoint", checkpoint, "--line-finder", str(tmp_path / name), str(tmp_path / "page.png"))
         assert result.returncode == 2 and result.stdout == ""
         assert len(result.stderr.strip().splitlines()) == 1 and reason in result.stderr, result.stderr
+
+
+def test_ctrl_c_while_images_are_prepared_stops_without_preparing_the_rest(tmp_path):
+    import argparse
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT))
+    import predict as predict_module
+
+    files = []
+    for i in range(40):
+        render_line("word").save(tmp_path / f"{i:02d}.png")
+        files.append(str(tmp_path / f"{i:02d}.png"))
+    prepared, lock = [], threading.Lock()
+
+    class InterruptedRecognizer:  # the user presses Ctrl-C while the first image is prepared
+        network = SimpleNamespace(parallel_calls=2)
+
+        def prepare_image(self, image, segment):
+            with lock:
+                prepared.append(image)
+                first = len(prepared) == 1
+            time.sleep(0.05)
+            if first:
+                raise KeyboardInterrupt
+
+    args = argparse.Namespace(format="text", segment="auto", overwrite=False, output_dir=None, batch_size=16)
+    with pytest.raises(KeyboardInterrupt):
+        predict_module.read_chunk(InterruptedRecognizer(), files, args, set())
+    assert len(prepared) <= 4  # those already started, not all 40
