@@ -324,8 +324,11 @@ def test_an_onnx_reader_takes_the_finders_export_beside_the_shipped_finder_while
     shutil.copy(Path(__file__).resolve().parents[1] / "line_finder.pt", finder)
     assert htr.inference.Recognizer(tmp_path / "reader.pth", **options).line_finder_path == finder  # in PyTorch
     export_line_finder(finder, tmp_path / "line_finder.onnx")
+    monkeypatch.setattr("htr.cpu_share.usable_cores", lambda: 2)  # the reader reads 2 batches at once: a core each
     reader = htr.inference.Recognizer(tmp_path / "reader.pth", **options)
     assert reader.line_finder_path == tmp_path / "line_finder.onnx" and reader.line_finder().session is not None
+    assert reader.network.parallel_calls == 2  # ... and pages are prepared 2 at once, so the finder takes one core
+    assert reader.line_finder().session.get_session_options().intra_op_num_threads == 1
     state = torch.load(finder, weights_only=True)
     state["threshold"] = 0.4  # the finder changes after its export: the export is stale
     torch.save(state, finder)

@@ -136,14 +136,17 @@ def reading_order(boxes: list[Box]) -> list[Box]:
 
 class LineFinder:
     """A trained line finder with its threshold and geometry: a checkpoint written by htr.train_line_detector
-    (``.pt``, run in PyTorch on ``device``) or its ONNX export (``.onnx``, run in ONNX Runtime on the CPU)."""
+    (``.pt``, run in PyTorch on ``device``) or its ONNX export (``.onnx``, run in ONNX Runtime on the CPU, on
+    ``threads`` threads: ONNX Runtime's choice, all cores, when None)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu"):
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
         self.device = device
         if str(path).endswith(".onnx"):
             import onnxruntime
 
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads or 0
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             metadata = self.session.get_modelmeta().custom_metadata_map
             settings = metadata.get(ONNX_METADATA)
             self.source_sha256 = metadata.get(SOURCE_KEY)  # of the .pt it was exported from (None: older exports)
