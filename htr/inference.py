@@ -216,14 +216,13 @@ class Recognizer:
 
     def _load_line_finder(self):
         if self._line_finder is None and self.line_finder_path is not None:
-            from htr.cpu_share import usable_cores
             from htr.pages.line_finder import LineFinder
             from htr.reading.onnx_network import made_from
 
-            # pages are prepared side by side when the network reads side by side (predict.py): a core each, as for
-            # the network's calls (60 real pages: 54.7-59.7 s instead of 61.8-63.1; one page alone 0.33 s, not 0.19)
-            calls = getattr(self.network, "parallel_calls", 1)
-            threads = max(1, usable_cores() // calls) if calls > 1 else None
+            # pages are prepared side by side when the network reads side by side (predict.py): the finder gets the
+            # network's share of cores per call (60 real pages: 54.7-59.7 s instead of 61.8-63.1; one page alone 0.33 s
+            # in the finder, not 0.19); PyTorch readers leave it ONNX Runtime's own count
+            threads = getattr(self.network, "threads_per_call", None)
             try:
                 self._line_finder = LineFinder(self.line_finder_path, self._device, threads)
                 source = self._finder_source

@@ -58,8 +58,9 @@ class OnnxNetwork:
             raise ValueError(f"ONNX model not found: {path} (write one with `python -m htr.export`)")
         cores = usable_cores()
         self.parallel_calls = min(cores, MAX_PARALLEL_CALLS)
+        self.threads_per_call = max(1, cores // self.parallel_calls)  # calls run side by side instead
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = max(1, cores // self.parallel_calls)  # calls run side by side instead
+        options.intra_op_num_threads = self.threads_per_call
         options.inter_op_num_threads = 1
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
