@@ -10,7 +10,8 @@ input order on stdout; a page's lines are joined by newlines (text), " / " (tsv)
 2019-07-15) or alto (ALTO 4.4) writes one XML file per image, IMAGE_STEM.xml beside it or in --output-dir,
 and prints "IMAGE -> XML (N lines)"; an existing file is kept unless --overwrite. An input that cannot be read
 gets one line on stderr and the others still run. On a CPU the network runs from the checkpoint's ONNX export
-beside it (the shipped model's is int8) when it was made from that very file (--onnx; else PyTorch).
+beside it (a model folder's model.onnx; the shipped model's is int8) when it was made from that very checkpoint
+(--onnx; else PyTorch).
 Exit status: 0 when every image was read, 1 when some failed, 2 for usage errors or an unusable checkpoint.
 """
 
@@ -69,8 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--onnx", default="auto", metavar="MODEL.onnx|auto|none",
         help="run the network with onnxruntime (see htr.export); auto: the checkpoint's own export beside it (X.onnx "
-        "made from X.pth: the shipped model's is int8, about 2x faster) when onnxruntime is installed and the model "
-        "reads on the CPU with --precision auto; none: PyTorch",
+        "made from X.pth, or a model folder's model.onnx: the shipped model's is int8, about 2x faster) when "
+        "onnxruntime is installed and the model reads on the CPU with --precision auto; none: PyTorch",
     )  # fmt: skip
     add_decoder_arguments(parser, default="auto")
     args = parser.parse_args(argv)

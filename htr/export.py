@@ -2,17 +2,20 @@
 
     python -m htr.export --int8 path/to/iam-dev     # handwriting_recognizer_best.pth -> .onnx beside it, int8
     python -m htr.export --checkpoint my_model.pth  # my_model.onnx (fp32)
+    python -m htr.export --checkpoint models/my-model --int8 path/to/iam-dev   # a model folder's model.onnx
     python predict.py --onnx other.onnx examples/*.png
     python -m htr.export --line-finder line_finder.pt   # the page line finder -> line_finder.onnx
 
 The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); its metadata holds the alphabet, the
-architecture, the checkpoint's language model and the SHA-256 of the checkpoint file, so the export reads on its
-own (``predict.py --onnx X`` never imports PyTorch for lines, beam search included). An export ``X.onnx`` beside
-``X.pth`` (the default output) is what ``predict.py --checkpoint X.pth`` runs on the CPU, as long as ``X.pth``
-is the file it was made from: anything that rewrites the checkpoint (training, ``htr.evaluate --record``,
-``htr.lm build --into``) makes it stale, and PyTorch reads until it is exported again. After exporting, the example
-images (or ``--check`` images) are read with PyTorch and with onnxruntime (when installed) and the texts compared;
-the exit status is 1 when they differ (not checked with ``--int8``, whose rounding may change a character:
+architecture, the checkpoint's language model and the SHA-256 of the checkpoint file, so the export reads on its own
+(``predict.py --onnx X`` never imports PyTorch for lines, beam search included). An export ``X.onnx`` beside
+``X.pth`` (the default output) is what ``predict.py --checkpoint X.pth`` runs on the CPU, as long as ``X.pth`` is
+the file it was made from: anything that rewrites the checkpoint (training, ``htr.evaluate --record``, ``htr.lm
+build --into``) makes it stale, and PyTorch reads until it is exported again. A model folder's export is its
+``model.onnx``, made from its ``model.safetensors`` (recording results or a new LM in the folder keeps it; the
+folder's own LM is used); ``python -m htr.hub export X.pth FOLDER`` carries ``X.onnx`` over. After exporting, the
+example images (or ``--check`` images) are read with PyTorch and with onnxruntime (when installed) and the texts
+compared; the exit status is 1 when they differ (not checked with ``--int8``, whose rounding may change a character:
 measure it with ``benchmarks/predict_speed.py``).
 
 ``--line-finder`` exports the trained line finder instead (dynamic height and width, its threshold and geometry in
@@ -50,16 +53,18 @@ class _LogProbs(torch.nn.Module):
 
 def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
     """Write the checkpoint's network as ONNX (opset 17) with dynamic batch and width axes; the metadata holds the
-    alphabet, architecture, language model (when the checkpoint has one) and the SHA-256 of the checkpoint file."""
+    alphabet, architecture, language model (when a checkpoint file has one) and the SHA-256 of the checkpoint file
+    (of a model folder's weights)."""
     import base64
 
     from safetensors.torch import save
 
     from htr.hub import lm_tensors
-    from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, file_sha256
+    from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, export_location, file_sha256
 
     state = read_checkpoint(checkpoint)
     model, alphabet = model_from_checkpoint(state, checkpoint)
+    in_folder = Path(checkpoint).is_dir()  # a folder's reader takes its lm.safetensors, not a copy in the export
     example = torch.rand(2, 1, model.config.height, 8 * model.width_factor)
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation and LSTM batch-size notes
         warnings.simplefilter("ignore")
@@ -72,9 +77,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
 
     graph = onnx.load(str(output))
     metadata = {"alphabet": alphabet.chars, "model_config": json.dumps(model.config.to_dict())}
-    if Path(checkpoint).is_file():
-        metadata[SOURCE_KEY] = file_sha256(checkpoint)
-    if state.get("lm"):
+    source = export_location(checkpoint)[1]
+    if source.is_file():
+        metadata[SOURCE_KEY] = file_sha256(source)
+    if state.get("lm") and not in_folder:
         metadata[LM_KEY] = base64.b64encode(save(lm_tensors(state["lm"]))).decode("ascii")
         metadata[LM_ORDER_KEY] = str(int(state["lm"]["order"]))
     for key, value in metadata.items():
@@ -172,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     source = args.line_finder or args.checkpoint
-    if args.output is None and not Path(source).is_file():
-        parser.error(f"{source} is not a file: name the export with -o")
-    args.output = args.output or str(Path(source).with_suffix(".onnx"))
+    if args.output is None and not (Path(source).is_file() or (Path(source).is_dir() and not args.line_finder)):
+        parser.error(f"{source} is not a file or model folder: name the export with -o")
+    if args.output is None:
+        from htr.reading.onnx_network import export_location
+
+        args.output = str(Path(source).with_suffix(".onnx") if args.line_finder else export_location(source)[0])
     if args.line_finder:
         try:
             export_line_finder(args.line_finder, args.output)

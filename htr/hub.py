@@ -4,12 +4,16 @@
     python -m htr.hub card models/htr-iam                                        # print the model card
     python -m htr.hub push models/htr-iam your-name/htr-iam                      # needs a token (hf auth login)
     python predict.py --checkpoint models/htr-iam line.png                       # a folder, or a hub repo id
+    python -m htr.export --checkpoint models/htr-iam --int8 path/to/iam-dev       # its model.onnx, made anew
 
 A folder holds ``config.json`` (format version, architecture, image height, alphabet, metrics, training record),
-``model.safetensors`` (the weights), ``lm.safetensors`` (the character LM's n-grams, when there is one) and
-``README.md`` (the model card, written from the config). Reading one parses JSON and safetensors only: no
-pickle, no code from the folder. Everything that takes ``--checkpoint`` takes a folder or a hub repo id
-(``owner/name``, optionally ``@revision``); the hub is asked only when the string is not a local path.
+``model.safetensors`` (the weights), ``lm.safetensors`` (the character LM's n-grams, when there is one),
+``README.md`` (the model card, written from the config) and, when the checkpoint had a current ONNX export beside it
+(``X.onnx`` made from ``X.pth``, see ``htr.export``), ``model.onnx``: the same network for ONNX Runtime, which
+predict.py then runs on the CPU, as it does beside a ``.pth``. Reading one parses JSON and safetensors only (and
+ONNX, which holds no code): no pickle, no code from the folder. Everything that takes ``--checkpoint`` takes a
+folder or a hub repo id (``owner/name``, optionally ``@revision``); the hub is asked only when the string is not a
+local path.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 LM_NAME = "lm.safetensors"
 CARD_NAME = "README.md"
-FOLDER_FILES = [CONFIG_NAME, WEIGHTS_NAME, LM_NAME, CARD_NAME]
+ONNX_NAME = "model.onnx"  # optional: the network exported for ONNX Runtime, made from WEIGHTS_NAME
+FOLDER_FILES = [CONFIG_NAME, WEIGHTS_NAME, LM_NAME, CARD_NAME, ONNX_NAME]
 PICKLE_SUFFIXES = {".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt"}
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 CHECKPOINT_KEYS = ("format_version", "htr_version", "name", "model_config", "alphabet", "metrics", "training")
@@ -46,19 +51,70 @@ def is_repo_id(text: str) -> bool:
 
 
 def save_pretrained(checkpoint: dict, folder: str | Path) -> Path:
-    """Write a checkpoint dict (``htr.checkpoint.read_checkpoint``) as a model folder; each file atomically."""
+    """Write a checkpoint dict (``htr.checkpoint.read_checkpoint``) as a model folder; each file atomically. An
+    ONNX export already in the folder stays only while it was made from the weights written (``carry_export``)."""
     from safetensors.torch import save
+
+    from htr.reading.onnx_network import file_sha256
 
     folder = Path(folder)
     config, lm = folder_config(checkpoint), checkpoint.get("lm")
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in checkpoint["state_dict"].items()}
     atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(save(weights, metadata={"format": "pt"})))
+    export = folder / ONNX_NAME
+    if export.is_file() and export_source(export) != file_sha256(folder / WEIGHTS_NAME):
+        export.unlink()  # another network's: it would never be used, and must not be pushed with these weights
     if lm is not None:
         atomic_write(folder / LM_NAME, lambda f: f.write(save(lm_tensors(lm), metadata={"order": str(lm["order"])})))
     else:
         (folder / LM_NAME).unlink(missing_ok=True)
     write_config(config, folder)
     return folder
+
+
+def export_source(export: str | Path) -> str | None:
+    """The SHA-256 an ONNX export recorded of the file it was made from (``htr.export``), read with ``onnx``
+    when installed, else ONNX Runtime; None when it recorded none or cannot be read."""
+    from htr.reading.onnx_network import SOURCE_KEY
+
+    try:
+        import onnx
+
+        graph = onnx.load(str(export), load_external_data=False)
+        return next((p.value for p in graph.metadata_props if p.key == SOURCE_KEY), None)
+    except ImportError:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(export), providers=["CPUExecutionProvider"])
+        return session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
+    except Exception:  # a damaged file: as good as none
+        return None
+
+
+def carry_export(checkpoint: str | Path, folder: str | Path) -> str:
+    """Copy the checkpoint's current ONNX export (``X.onnx`` made from ``X.pth``, or a folder's ``model.onnx``) into
+    a folder just written from it as ``model.onnx``, recording the folder's weights as its source and leaving out
+    the LM the export may hold (a folder's reader takes ``lm.safetensors``); needs ``onnx``. A one-line note of what
+    was done, or "" when the checkpoint has no current export."""
+    from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, export_location, file_sha256
+
+    export, source = export_location(checkpoint)
+    target = Path(folder) / ONNX_NAME
+    if not export.is_file() or export.resolve() == target.resolve():
+        return ""
+    if export_source(export) != file_sha256(source):
+        return f"{export} is stale (not made from this {source.name}): no {ONNX_NAME} in {folder}"
+    try:
+        import onnx
+    except ImportError:
+        return f"{export} not copied into {folder}: copying it needs `pip install onnx`"
+    graph = onnx.load(str(export))
+    kept = [p for p in graph.metadata_props if p.key not in (SOURCE_KEY, LM_KEY, LM_ORDER_KEY)]
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(kept)
+    graph.metadata_props.add(key=SOURCE_KEY, value=file_sha256(Path(folder) / WEIGHTS_NAME))
+    atomic_write(target, lambda f: f.write(graph.SerializeToString()))
+    return f"{export.name} copied as {ONNX_NAME}"
 
 
 def folder_config(checkpoint: dict) -> dict:
@@ -180,7 +236,7 @@ def read_pretrained(folder: str | Path) -> dict:
 
 def download(repo_id: str) -> Path:
     """The model folder of a hub repository (``owner/name[@revision]``), fetched into the hub's cache; only the
-    folder's four files are downloaded. Offline, or no such repository: CheckpointError in one line."""
+    folder's files (``FOLDER_FILES``) are downloaded. Offline, or no such repository: CheckpointError in one line."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -205,7 +261,14 @@ def push(folder: str | Path, repo_id: str, private: bool = False, token: str | N
     """Upload a model folder to a hub model repository (created when missing); returns the commit URL."""
     from huggingface_hub import HfApi
 
+    from htr.checkpoint import CheckpointError
+    from htr.reading.onnx_network import file_sha256
+
     read_pretrained(folder)  # never push a folder that would not load
+    export = Path(folder) / ONNX_NAME
+    if export.is_file() and export_source(export) != file_sha256(Path(folder) / WEIGHTS_NAME):
+        raise CheckpointError(f"{export} was not made from this folder's weights: re-export it (python -m htr.export "
+                              f"--checkpoint {folder}) or delete it")  # fmt: skip
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, allow_patterns=FOLDER_FILES,
@@ -369,8 +432,10 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckpointError(f"{folder} exists and is not a folder")
         checkpoint["name"] = args.name or folder.resolve().name
         save_pretrained(checkpoint, folder)
+        note = carry_export(args.checkpoint, folder)
         size = sum(f.stat().st_size for f in folder.iterdir() if f.name in FOLDER_FILES)
-        print(f"{args.checkpoint} -> {folder}/ ({size / 2**20:.1f} MiB: {', '.join(sorted(os.listdir(folder)))})")
+        print(f"{args.checkpoint} -> {folder}/ ({size / 2**20:.1f} MiB: {', '.join(sorted(os.listdir(folder)))})"
+              + (f"; {note}" if note else ""))  # fmt: skip
     except (CheckpointError, OSError, ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

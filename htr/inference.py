@@ -134,7 +134,8 @@ class Recognizer:
     default beam search with the checkpoint's language model when it has one, else greedy); ``cpu_share``: an
     ``htr.cpu_share.CpuShare`` that keeps PyTorch's CPU threads to the free cores (none: PyTorch's default);
     ``onnx``: an ONNX export (``htr.export``) to run in ONNX Runtime instead of PyTorch; auto: the checkpoint's own
-    export ``X.onnx`` beside ``X.pth`` when it was made from that very file, onnxruntime is installed, the device is
+    export (``X.onnx`` beside ``X.pth``, a model folder's ``model.onnx``) when it was made from that very checkpoint
+    (a hub repo id: its downloaded folder), onnxruntime is installed, the device is
     the CPU and the precision auto (``runtime`` says which runs; ``notes`` why a present export was not used);
     None: PyTorch. ``line_finder``: the trained line finder that splits pages into lines (``htr.pages.line_finder``;
     auto: the shipped ``line_finder.pt``, or its export ``line_finder.onnx`` beside it when present and the network
@@ -145,6 +146,10 @@ class Recognizer:
         cpu_share: CpuShare | None = None, line_finder: str | Path | None = "auto", **decoder_options,
     ) -> None:  # fmt: skip
         self.notes: list[str] = []  # one-line remarks for the user (e.g. why an export beside the checkpoint is unused)
+        from htr.hub import download, is_repo_id
+
+        if is_repo_id(str(checkpoint)):  # a hub model: its folder, whose model.onnx may serve as for a local one
+            checkpoint = download(str(checkpoint))
         exported = None
         if onnx == "auto":  # the export beside the checkpoint when it reads on the CPU as the user left it to us
             on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
@@ -195,12 +200,12 @@ class Recognizer:
         (a model folder's is read without PyTorch); none needed for greedy decoding or a given ``lm``."""
         if decoder_options.get("decoder", "auto") == "greedy" or decoder_options.get("lm", "auto") != "auto":
             return {}
-        if exported.has_lm:
-            return exported.decoding_state()
-        if Path(checkpoint).is_dir():
+        if Path(checkpoint).is_dir():  # a folder's own LM, even when the export holds one (it may be newer)
             from htr.hub import read_for_decoding
 
             state = read_for_decoding(checkpoint)
+        elif exported.has_lm:
+            return exported.decoding_state()
         else:
             from htr.checkpoint import read_checkpoint
 

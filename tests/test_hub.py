@@ -13,10 +13,18 @@ from PIL import Image
 
 from htr import hub
 from htr.alphabet import Alphabet
-from htr.checkpoint import CheckpointError, atomic_save, model_checkpoint, read_checkpoint, record_evaluation
+from htr.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    model_checkpoint,
+    read_checkpoint,
+    record_evaluation,
+    store_lm,
+)
 from htr.inference import Recognizer
 from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig
+from tests.conftest import render_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "handwriting_recognizer_best.pth"
@@ -165,3 +173,77 @@ def test_a_repo_id_offline_is_one_line_and_exit_2(offline, tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "someone/htr-model" in lines[0] and "Hugging Face Hub" in lines[0], result.stderr
+
+
+def test_a_folder_carries_the_checkpoints_current_export_and_reads_with_it(small_checkpoint, tmp_path):
+    from htr.export import export_onnx
+    from htr.lm import CharLM
+
+    images = [render_line(text) for text in ["the cat", "a dog ran"]]
+    export_onnx(small_checkpoint, small_checkpoint.with_suffix(".onnx"))  # X.onnx beside X.pth, made from it
+    folder = tmp_path / "with-onnx"
+    assert hub.main(["export", str(small_checkpoint), str(folder)]) == 0
+    assert sorted(os.listdir(folder)) == sorted(hub.FOLDER_FILES)  # model.onnx among them
+    from_file, from_folder = Recognizer(small_checkpoint, "cpu"), Recognizer(folder, "cpu")
+    assert from_file.runtime == from_folder.runtime == "onnxruntime" and from_folder.notes == []
+    assert [r.text for r in from_folder.read(images)] == [r.text for r in from_file.read(images)]
+    lm = from_folder.decoder.lm
+    assert lm is not None and lm.to_arpa() == CharLM.from_state(read_checkpoint(folder)["lm"]).to_arpa()
+
+    record_evaluation(folder, {"dataset": "d", "split": "s", "decoder": "greedy", "lines": 1, "cer": 0.5,
+                               "wer": 0.5})  # fmt: skip  # same weights: the export still serves
+    new_lm = build_lm(["zebra zone", "lazy zoo"], order=2)
+    store_lm(folder, new_lm)  # the folder's new LM is the one used, not the copy an export may hold
+    again = Recognizer(folder, "cpu")
+    stored = CharLM.from_state(read_checkpoint(folder)["lm"]).to_arpa()  # float32, as folders keep it
+    assert again.runtime == "onnxruntime" and again.decoder.lm.to_arpa() == stored != lm.to_arpa()
+
+    other = read_checkpoint(small_checkpoint)
+    other["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in other["state_dict"].items()}
+    hub.save_pretrained(other, folder)  # other weights: the export no longer describes the network
+    assert not (folder / hub.ONNX_NAME).exists() and Recognizer(folder, "cpu").runtime == "pytorch"
+
+
+def test_a_stale_export_is_neither_carried_nor_pushed(small_checkpoint, tmp_path, capsys):
+    from htr.export import export_onnx
+
+    export_onnx(small_checkpoint, small_checkpoint.with_suffix(".onnx"))
+    record_evaluation(small_checkpoint, {"dataset": "d", "split": "s", "decoder": "greedy", "lines": 1, "cer": 0.5,
+                                         "wer": 0.5})  # fmt: skip  # the .pth changed after its export
+    folder = tmp_path / "stale"
+    assert hub.main(["export", str(small_checkpoint), str(folder)]) == 0
+    assert "is stale" in capsys.readouterr().out and not (folder / hub.ONNX_NAME).exists()
+    export_onnx(small_checkpoint, folder / hub.ONNX_NAME)  # records the .pth, not the folder's weights
+    stale = Recognizer(folder, "cpu")
+    assert stale.runtime == "pytorch" and "was not exported from this model.safetensors" in stale.notes[0]
+    with pytest.raises(CheckpointError, match="not made from this folder's weights"):
+        hub.push(folder, "someone/model")  # refused before any network use
+    assert hub.main(["push", str(folder), "someone/model"]) == 2
+
+
+def test_htr_export_of_a_folder_writes_its_model_onnx(small_checkpoint, tmp_path):
+    folder = hub.save_pretrained(read_checkpoint(small_checkpoint), tmp_path / "m")
+    result = subprocess.run([sys.executable, "-m", "htr.export", "--checkpoint", str(folder), "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {folder / hub.ONNX_NAME}" in result.stdout
+    recognizer = Recognizer(folder, "cpu")
+    assert recognizer.runtime == "onnxruntime" and recognizer.notes == []
+
+
+def test_a_hub_models_export_serves_from_the_hub_cache(small_checkpoint, tmp_path):
+    """A repo id offline, its folder in the hub cache (as snapshot_download leaves it): its model.onnx reads."""
+    from htr.export import export_onnx
+
+    export_onnx(small_checkpoint, small_checkpoint.with_suffix(".onnx"))
+    revision = "0" * 40
+    cache = tmp_path / "hf" / "hub" / "models--someone--small"
+    assert hub.main(["export", str(small_checkpoint), str(cache / "snapshots" / revision)]) == 0
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text(revision)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    code = "from htr.inference import Recognizer; r = Recognizer('someone/small', 'cpu'); print(r.runtime, r.notes)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["onnxruntime", "[]"]

@@ -1,8 +1,9 @@
 """An exported network run by ONNX Runtime, without PyTorch (see ``htr.export``).
 
-An export made from a checkpoint file ``X.pth`` and saved as ``X.onnx`` beside it is that checkpoint's fast CPU
-reader: ``export_beside`` finds it, and accepts it only when the checkpoint is still the one it was made from (the
-SHA-256 of the checkpoint file is in the export's metadata), so a retrained checkpoint never reads through a stale
+An export made from a checkpoint file ``X.pth`` and saved as ``X.onnx`` beside it (or, for a model folder of
+``htr.hub``, saved in it as ``model.onnx``) is that checkpoint's fast CPU reader: ``export_beside`` finds it, and
+accepts it only when the checkpoint is still the one it was made from (the SHA-256 of the checkpoint file, or of the
+folder's ``model.safetensors``, is in the export's metadata), so a retrained checkpoint never reads through a stale
 export."""
 
 from __future__ import annotations
@@ -100,13 +101,26 @@ class OnnxNetwork:
         return self.session.run(None, {"images": np.ascontiguousarray(images, dtype=np.float32)})[0]
 
 
-def export_beside(checkpoint: str | Path) -> tuple[OnnxNetwork | None, str | None]:
-    """The ONNX export of checkpoint file ``X.pth`` saved beside it as ``X.onnx``, when onnxruntime is installed
-    and the export was made from this very file; else None, with a one-line note when an export is there but
-    cannot serve (stale, unreadable, or onnxruntime missing)."""
+def export_location(checkpoint: str | Path) -> tuple[Path, Path]:
+    """Where the export of a checkpoint belongs, and the file whose SHA-256 it records: ``X.onnx`` beside a
+    checkpoint file ``X.pth`` (made from ``X.pth``); ``model.onnx`` in a model folder (made from its weights)."""
+    from htr.hub import ONNX_NAME, WEIGHTS_NAME
+
     path = Path(checkpoint)
-    candidate = path.with_suffix(".onnx")
-    if not path.is_file() or path.suffix == ".onnx" or not candidate.is_file():
+    if path.is_dir():
+        return path / ONNX_NAME, path / WEIGHTS_NAME
+    return path.with_suffix(".onnx"), path
+
+
+def export_beside(checkpoint: str | Path) -> tuple[OnnxNetwork | None, str | None]:
+    """The ONNX export of a checkpoint (``X.onnx`` beside ``X.pth``, or a model folder's ``model.onnx``), when
+    onnxruntime is installed and the export was made from this very checkpoint; else None, with a one-line note when
+    an export is there but cannot serve (stale, unreadable, or onnxruntime missing)."""
+    path = Path(checkpoint)
+    if not (path.is_file() or path.is_dir()) or path.suffix == ".onnx":
+        return None, None
+    candidate, source = export_location(path)
+    if not candidate.is_file() or not source.is_file():
         return None, None
     if importlib.util.find_spec("onnxruntime") is None:
         return None, f"{candidate} is not used: onnxruntime is not installed (pip install onnxruntime)"
@@ -114,9 +128,9 @@ def export_beside(checkpoint: str | Path) -> tuple[OnnxNetwork | None, str | Non
         network = OnnxNetwork(candidate)
     except ValueError as error:
         return None, f"{candidate} is not used: {error}"
-    if not made_from(network.source_sha256, path):
+    if not made_from(network.source_sha256, source):
         return None, (
-            f"{candidate} was not exported from this {path.name} (retrained?): reading with PyTorch; "
+            f"{candidate} was not exported from this {source.name} (retrained?): reading with PyTorch; "
             f"`python -m htr.export --checkpoint {path} [--int8 DATASET]` brings it up to date"
         )
     return network, None
