@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from htr.checkpoint import atomic_save
 from htr.metrics import matched_boxes
+from htr.pages.column_rules import column_rules
 from htr.pages.line_detector import (
     END_SHARE,
     INPUT_SIDE,
@@ -140,8 +141,9 @@ def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8),
     sums = {(t, e): [0, 0, 0] for t in thresholds for e in end_extends}
     for _, ink, _, boxes in pages:
         probability = torch.sigmoid(model(torch.from_numpy(ink.astype(np.float32) / 255)[None, None]))[0, 0].numpy()
+        rules = column_rules(ink / 255, probability.shape)
         for t, e in sums:
-            found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255, e)
+            found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255, e, rules=rules)
             for k, v in enumerate((matched_boxes(found, boxes), len(found), len(boxes))):
                 sums[t, e][k] += v
     model.train()

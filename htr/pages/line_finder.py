@@ -63,14 +63,22 @@ def _resized(ink: np.ndarray, factor: float) -> np.ndarray:
 
 
 def boxes_from_kernels(probability: np.ndarray, scale: float, threshold: float = 0.5, ink: np.ndarray | None = None,
-                       end_extend: float = END_SHARE, join_gap: float = JOIN_GAP) -> list[Box]:  # fmt: skip
+                       end_extend: float = END_SHARE, join_gap: float = JOIN_GAP,
+                       rules: np.ndarray | None = None) -> list[Box]:  # fmt: skip
     """Line boxes, in pixels of the page the map was made from (``scale``: page pixels per map pixel), one per
     connected part of the thresholded kernel map, grown back to the line's full height; in `reading_order`.
 
     Parts much thinner than the page's lines (``THIN_PART`` of the area-weighted median thickness: specks, strokes
     of a flourish) are dropped, and with ``ink`` (the page's ink map at the map's size) parts much fainter than
     the page's lines (``FAINT_PART`` of the median: show-through, the edge of a pasted crop). Parts on one line
-    less than ``join_gap`` line heights apart (a wide gap between words) are one line."""
+    less than ``join_gap`` line heights apart (a wide gap between words) are one line. With ``rules`` (the page's
+    long vertical rules at the map's size, `htr.pages.column_rules.column_rules`), parts are cut at, and never
+    joined across, the rules that the page's writing respects: a ruled table's column borders."""
+    borders = None
+    if rules is not None:
+        from htr.pages.column_rules import cut_at_borders
+
+        probability, borders = cut_at_borders(probability, threshold, rules, MIN_KERNEL_AREA, KERNEL_SHARE)
     mask = (probability > threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     parts = [i for i in range(1, count) if stats[i, 4] >= MIN_KERNEL_AREA]
@@ -90,7 +98,7 @@ def boxes_from_kernels(probability: np.ndarray, scale: float, threshold: float =
     kernels = [[*stats[parts[k], :2], *(stats[parts[k], :2] + stats[parts[k], 2:4]), stats[parts[k], 4]]
                for k in np.flatnonzero(keep)]  # fmt: skip
     boxes = []
-    for left, top, right, bottom, kernel_area in join_side_by_side(kernels, join_gap):
+    for left, top, right, bottom, kernel_area in join_side_by_side(kernels, join_gap, borders):
         height = kernel_area / (right - left) / KERNEL_SHARE  # the line's, from its kernel's mean thickness
         grow, extend = height * (1 - KERNEL_SHARE) / 2, end_extend * height
         box = (left - extend - 0.5, top - grow, right + extend + 0.5, bottom + grow)
@@ -98,25 +106,35 @@ def boxes_from_kernels(probability: np.ndarray, scale: float, threshold: float =
     return reading_order(boxes)
 
 
-def join_side_by_side(kernels: list[list[float]], gap: float) -> list[list[float]]:
+def join_side_by_side(kernels: list[list[float]], gap: float, borders: np.ndarray | None = None) -> list[list[float]]:
     """Kernels ``[left, top, right, bottom, area]`` on one line (each one's vertical span mostly inside the
     other's) less than ``gap`` × the line's height apart, joined; the area is the sum. Kernels that overlap by more
     than ``SIDE_OVERLAP`` line heights are one above the other, not side by side: lines on a slant, whose boxes
-    share most of their rows, stay apart."""
+    share most of their rows, stay apart; so do kernels with a column border (a map of them) between them."""
     joined: list[list[float]] = []
     for kernel in sorted(kernels, key=lambda k: k[0]):
         for other in joined:
             overlap = min(kernel[3], other[3]) - max(kernel[1], other[1])
             height = max(kernel[4] / (kernel[2] - kernel[0]), other[4] / (other[2] - other[0])) / KERNEL_SHARE
             apart = kernel[0] - other[2]  # negative: they overlap
-            if overlap >= 0.7 * min(kernel[3] - kernel[1], other[3] - other[1]) and \
-                    -SIDE_OVERLAP * height < apart < gap * height:  # fmt: skip
+            side_by_side = -SIDE_OVERLAP * height < apart < gap * height
+            if overlap >= 0.7 * min(kernel[3] - kernel[1], other[3] - other[1]) and side_by_side and \
+                    not _bordered(borders, kernel, other):  # fmt: skip
                 other[:] = [other[0], min(other[1], kernel[1]), max(other[2], kernel[2]), max(other[3], kernel[3]),
                             other[4] + kernel[4]]  # fmt: skip
                 break
         else:
             joined.append(list(kernel))
     return joined
+
+
+def _bordered(borders: np.ndarray | None, kernel: list[float], other: list[float]) -> bool:
+    """Whether a column border runs between two kernels side by side (in the rows they share)."""
+    if borders is None:
+        return False
+    left, right = int(min(other[2], kernel[0])) - 1, int(max(other[2], kernel[0])) + 1
+    top, bottom = int(max(kernel[1], other[1])), int(min(kernel[3], other[3]))
+    return bool(borders[top:bottom, max(0, left) : right].any())
 
 
 def reading_order(boxes: list[Box]) -> list[Box]:
@@ -187,15 +205,24 @@ class LineFinder:
 
     def probability(self, ink: np.ndarray) -> tuple[np.ndarray, float]:
         """The kernel probability map of a page's ink map, and page pixels per map pixel."""
+        probability, scale, _ = self._read(ink)
+        return probability, scale
+
+    def _read(self, ink: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        """`probability`'s map and scale, and the ink as the network read it (unpadded)."""
         padded, factor = network_input(ink, self.input_side, self.letter_range)
         height, width = (round(s * factor / OUTPUT_STRIDE) for s in ink.shape)
         logits = self.logits(padded)[:height, :width]
-        return (0.5 + 0.5 * np.tanh(0.5 * logits)).astype(np.float32), OUTPUT_STRIDE / factor  # sigmoid, no overflow
+        read = padded[: round(ink.shape[0] * factor), : round(ink.shape[1] * factor)]
+        return (0.5 + 0.5 * np.tanh(0.5 * logits)).astype(np.float32), OUTPUT_STRIDE / factor, read  # sigmoid
 
     def boxes(self, ink: np.ndarray) -> list[Box]:
         """Line boxes of a page's ink map, in its pixels, top to bottom."""
-        probability, scale = self.probability(ink)
+        from htr.pages.column_rules import column_rules
+
+        probability, scale, read = self._read(ink)
         small = cv2.resize(ink, probability.shape[::-1], interpolation=cv2.INTER_AREA)
-        boxes = boxes_from_kernels(probability, scale, self.threshold, small, self.end_extend)
+        rules = column_rules(read, probability.shape)
+        boxes = boxes_from_kernels(probability, scale, self.threshold, small, self.end_extend, rules=rules)
         clip = lambda b: (max(0, b[0]), max(0, b[1]), min(ink.shape[1], b[2]), min(ink.shape[0], b[3]))  # noqa: E731
         return [clip(b) for b in boxes]

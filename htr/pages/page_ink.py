@@ -70,14 +70,20 @@ def component_height(ink: np.ndarray) -> float:
     return float(np.median(heights)) if heights.size else 10.0
 
 
+def straight_runs(ink: np.ndarray, length: int, vertical: bool) -> np.ndarray:
+    """The binary ink's straight horizontal (or vertical) runs of at least ``length`` pixels."""
+    shape = (1, length) if vertical else (length, 1)  # OpenCV sizes are (width, height)
+    return cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, shape))
+
+
 def remove_rules(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ink without long straight horizontal and vertical runs (longer than ``RULE_LENGTH`` of the page and
     than ``RULE_LETTERS`` letter heights), and those runs."""
     height, width = ink.shape
     letters = RULE_LETTERS * component_height(ink)
-    horizontal = cv2.getStructuringElement(cv2.MORPH_RECT, (max(15, int(RULE_LENGTH * width), int(letters)), 1))
-    vertical = cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(15, int(RULE_LENGTH * height), int(letters))))
-    rules = cv2.morphologyEx(ink, cv2.MORPH_OPEN, horizontal) | cv2.morphologyEx(ink, cv2.MORPH_OPEN, vertical)
+    rules = straight_runs(ink, max(15, int(RULE_LENGTH * width), int(letters)), vertical=False) | straight_runs(
+        ink, max(15, int(RULE_LENGTH * height), int(letters)), vertical=True
+    )
     rules = cv2.dilate(rules, np.ones((5, 3), np.uint8))  # the rules' faint edges too
     return ink & (1 - rules), rules
 
