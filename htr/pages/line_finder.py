@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from htr.pages.column_rules import column_rules, cut_at_borders
 from htr.reading.onnx_network import SOURCE_KEY
 
 INPUT_SIDE = 1280  # the page's long side the network reads
@@ -76,8 +77,6 @@ def boxes_from_kernels(probability: np.ndarray, scale: float, threshold: float =
     joined across, the rules that the page's writing respects: a ruled table's column borders."""
     borders = None
     if rules is not None:
-        from htr.pages.column_rules import cut_at_borders
-
         probability, borders = cut_at_borders(probability, threshold, rules, MIN_KERNEL_AREA, KERNEL_SHARE)
     mask = (probability > threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -218,8 +217,6 @@ class LineFinder:
 
     def boxes(self, ink: np.ndarray) -> list[Box]:
         """Line boxes of a page's ink map, in its pixels, top to bottom."""
-        from htr.pages.column_rules import column_rules
-
         probability, scale, read = self._read(ink)
         small = cv2.resize(ink, probability.shape[::-1], interpolation=cv2.INTER_AREA)
         rules = column_rules(read, probability.shape)
