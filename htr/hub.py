@@ -344,7 +344,9 @@ def model_card(config: dict) -> str:
         "```bash", "python predict.py --checkpoint path/to/this/folder line.png page.jpg", "```", "",
         "The folder loads with `safetensors` and `json` alone: `model.safetensors` holds the weights, "
         "`config.json` the architecture (`model_config`) and alphabet (class `i + 1` is `alphabet[i]`, 0 is the "
-        "CTC blank).", "",
+        "CTC blank). `model.onnx`, when the folder has one, is the same network exported for ONNX Runtime (int8 when "
+        "exported with `--int8`): predict.py reads with it on a CPU, without PyTorch, while it matches "
+        "`model.safetensors`.", "",
         "## Intended use and limits", "",
         "- Meant for: English handwriting, one text line per image (pages are split into lines by the project's "
         "line finder), dark ink on light, plain paper; research, teaching, and reading one's own scans.",

@@ -78,6 +78,8 @@ def test_the_committed_folder_is_the_shipped_model():
     folder = read_checkpoint(committed)
     assert all(torch.equal(folder["state_dict"][k], v) for k, v in shipped["state_dict"].items())
     assert folder["lm"]["ngrams"] == shipped["lm"]["ngrams"]
+    reader = Recognizer(committed, "cpu", line_finder=None)  # its model.onnx, the shipped int8 export, serves
+    assert reader.runtime == "onnxruntime" and reader.notes == []
 
 
 def test_folder_weights_load_with_safetensors_and_json_alone(shipped_folder):
