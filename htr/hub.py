@@ -55,14 +55,12 @@ def save_pretrained(checkpoint: dict, folder: str | Path) -> Path:
     ONNX export already in the folder stays only while it was made from the weights written (``carry_export``)."""
     from safetensors.torch import save
 
-    from htr.reading.onnx_network import file_sha256
-
     folder = Path(folder)
     config, lm = folder_config(checkpoint), checkpoint.get("lm")
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in checkpoint["state_dict"].items()}
     atomic_write(folder / WEIGHTS_NAME, lambda f: f.write(save(weights, metadata={"format": "pt"})))
     export = folder / ONNX_NAME
-    if export.is_file() and export_source(export) != file_sha256(folder / WEIGHTS_NAME):
+    if export.is_file() and not export_is_current(export, folder / WEIGHTS_NAME):
         export.unlink()  # another network's: it would never be used, and must not be pushed with these weights
     if lm is not None:
         atomic_write(folder / LM_NAME, lambda f: f.write(save(lm_tensors(lm), metadata={"order": str(lm["order"])})))
@@ -91,6 +89,13 @@ def export_source(export: str | Path) -> str | None:
         return None
 
 
+def export_is_current(export: str | Path, source: str | Path) -> bool:
+    """Whether an ONNX export was made from ``source`` as that file is now (``made_from`` on its recorded SHA)."""
+    from htr.reading.onnx_network import made_from
+
+    return made_from(export_source(export), source)
+
+
 def carry_export(checkpoint: str | Path, folder: str | Path) -> str:
     """Copy the checkpoint's current ONNX export (``X.onnx`` made from ``X.pth``, or a folder's ``model.onnx``) into
     a folder just written from it as ``model.onnx``, recording the folder's weights as its source and leaving out
@@ -102,7 +107,7 @@ def carry_export(checkpoint: str | Path, folder: str | Path) -> str:
     target = Path(folder) / ONNX_NAME
     if not export.is_file() or export.resolve() == target.resolve():
         return ""
-    if export_source(export) != file_sha256(source):
+    if not export_is_current(export, source):
         return f"{export} is stale (not made from this {source.name}): no {ONNX_NAME} in {folder}"
     try:
         import onnx
@@ -262,11 +267,10 @@ def push(folder: str | Path, repo_id: str, private: bool = False, token: str | N
     from huggingface_hub import HfApi
 
     from htr.checkpoint import CheckpointError
-    from htr.reading.onnx_network import file_sha256
 
     read_pretrained(folder)  # never push a folder that would not load
     export = Path(folder) / ONNX_NAME
-    if export.is_file() and export_source(export) != file_sha256(Path(folder) / WEIGHTS_NAME):
+    if export.is_file() and not export_is_current(export, Path(folder) / WEIGHTS_NAME):
         raise CheckpointError(f"{export} was not made from this folder's weights: re-export it (python -m htr.export "
                               f"--checkpoint {folder}) or delete it")  # fmt: skip
     api = HfApi(token=token)
