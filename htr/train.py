@@ -228,13 +228,14 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
         state = torch.load(state_path, map_location="cpu", weights_only=True)
     state = from_main(state, world)  # every rank resumes rank 0's state: no shared file system needed for it
 
+    # the checkpoints first: a mistyped path fails at once, not after the data has loaded
+    initial = read_checkpoint(cfg.init_from) if cfg.init_from and not state else None
+    teacher_state = read_checkpoint(cfg.teacher) if cfg.teacher else None
     train_splits, val_split = load_training_data(cfg.dataset, cfg.val_dataset, cfg.val_fraction, cfg.seed,
                                                  cfg.iam_keep_err)  # fmt: skip
     renderers = synthetic_renderers(cfg) if renderers is None else renderers
     texts = [normalize_text(t) for split in train_splits for t in split["text"]]
     texts += [t for r, _ in renderers for t in r.texts]
-    initial = read_checkpoint(cfg.init_from) if cfg.init_from and not state else None
-    teacher_state = read_checkpoint(cfg.teacher) if cfg.teacher else None
     if state:
         alphabet, model_cfg = Alphabet(state["alphabet"]), ModelConfig(**state["model_config"])
     else:  # the alphabet of the start's weights (or else of the teacher) first, so that their classes line up

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from htr.alphabet import Alphabet
-from htr.checkpoint import atomic_save, load_model, model_checkpoint
+from htr.checkpoint import CheckpointError, atomic_save, load_model, model_checkpoint
 from htr.data import LineDataset, collate_lines, load_splits
 from htr.model import CRNN, ModelConfig
 from htr.train import BEST_NAME, TrainConfig, train
@@ -58,6 +58,15 @@ def test_a_teacher_must_see_the_students_frames_and_alphabet(teacher_path):
     assert log_probs.shape[-1] == wider.num_classes
     assert log_probs[..., -1].exp().max().item() == 0.0
     assert torch.allclose(log_probs[..., :-1].exp().sum(-1), torch.ones(log_probs.shape[:2]), atol=1e-4)
+
+
+def test_a_mistyped_teacher_or_start_fails_before_the_data_loads(tmp_path, teacher_path):
+    missing_data = str(tmp_path / "no-such-dataset")  # would fail too, but only once loading starts
+    for field in ("teacher", "init_from"):
+        cfg = TrainConfig(dataset=[missing_data], output_dir=str(tmp_path / field), device="cpu",
+                          **{field: str(tmp_path / "tacher.pth")})  # fmt: skip
+        with pytest.raises(CheckpointError, match="checkpoint not found: .*tacher.pth"):
+            train(cfg, progress=False)
 
 
 def mean_kl_to_teacher(run: Path, teacher_path: str, dataset) -> float:
