@@ -4,7 +4,7 @@ The entry points and the modules every stage shares sit here: `data` (loading da
 `model_config`, `checkpoint` and `hub` (model files), `train`, `evaluate`, `inference` (reading new images),
 `export` (ONNX), `lm` (character language models), `demo`, `train_line_detector`. The stages have their subpackages:
 `reading` (preprocessing, decoding, positions), `pages` (page ink, line finding, PAGE/ALTO), `synth` (rendered lines,
-augmentation) and `training` (torchrun, distillation).
+augmentation) and `training` (torchrun, distillation, pruning, weight averaging).
 
 Modules moved into the subpackages are still importable under their old names (``htr.preprocess`` is
 ``htr.reading.preprocess``), for code written before the move.
