@@ -27,13 +27,13 @@ def average_checkpoints(checkpoints: list[dict], names: list[str]) -> dict:
     if len(checkpoints) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
     first, first_name = checkpoints[0], names[0]
+    first_shapes = {key: tuple(value.shape) for key, value in first["state_dict"].items()}
     for checkpoint, name in zip(checkpoints[1:], names[1:]):
         if checkpoint["model_config"] != first["model_config"]:
             raise CheckpointError(f"{name} has another architecture than {first_name}: one model's weights only")
         if checkpoint["alphabet"] != first["alphabet"]:
             raise CheckpointError(f"{name} has another alphabet than {first_name}")
-        shapes = {key: tuple(value.shape) for key, value in checkpoint["state_dict"].items()}
-        if shapes != {key: tuple(value.shape) for key, value in first["state_dict"].items()}:
+        if {key: tuple(value.shape) for key, value in checkpoint["state_dict"].items()} != first_shapes:
             raise CheckpointError(f"{name}: its tensors do not match {first_name}'s")
     state = {}
     for key, value in first["state_dict"].items():

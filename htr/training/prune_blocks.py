@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 
 from htr.checkpoint import CheckpointError, atomic_save, model_from_checkpoint, read_checkpoint
+from htr.model import count_parameters
 
 STEM_LAYERS = 3  # convolution, batch norm, ReLU before the first entry of ``cnn`` (htr.model.build_cnn)
+POOLINGS = ("M", "Mh")  # the entries of ``cnn`` that are not stages of blocks
 
 
 def cnn_layers(cnn: list) -> list[tuple]:
@@ -27,7 +29,7 @@ def cnn_layers(cnn: list) -> list[tuple]:
     ``(entry, "block", i)`` for the i-th block of the ``cnn`` entry at index ``entry``."""
     layers: list[tuple] = []
     for entry, item in enumerate(cnn):
-        if item in ("M", "Mh"):
+        if item in POOLINGS:
             layers.append((entry, "pool"))
         else:
             layers += [(entry, "block", i) for i in range(item[0])]
@@ -36,7 +38,7 @@ def cnn_layers(cnn: list) -> list[tuple]:
 
 def has_fewer_blocks(new, old) -> bool:
     """Whether the ``cnn`` entry ``new`` is ``old`` itself (a pooling) or its stage with 1 to all of its blocks."""
-    if old in ("M", "Mh"):
+    if old in POOLINGS:
         return new == old
     is_stage = isinstance(new, list) and len(new) == 2 and isinstance(new[0], int)
     return is_stage and new[1] == old[1] and 1 <= new[0] <= old[0]
@@ -64,7 +66,7 @@ def prune_blocks(checkpoint: dict, cnn: list) -> dict:
     pruned["model_config"]["cnn"] = copy.deepcopy(cnn)
     pruned["state_dict"] = state
     pruned["metrics"] = {}
-    dropped = sum(old[0] - new[0] for new, old in zip(cnn, source) if old not in ("M", "Mh"))
+    dropped = sum(old[0] - new[0] for new, old in zip(cnn, source) if old not in POOLINGS)
     pruned["training"] = {"note": f"pruned: {dropped} residual block(s) dropped from cnn {json.dumps(source)}"}
     return pruned
 
@@ -86,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    parameters = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.output}: {parameters:,} parameters, cnn {json.dumps(cnn)} (from {Path(args.checkpoint).name})")
+    source = Path(args.checkpoint).name
+    print(f"wrote {args.output}: {count_parameters(model):,} parameters, cnn {json.dumps(cnn)} (from {source})")
     return 0
 
 
