@@ -168,11 +168,39 @@ def source_name(source: str) -> str:
     return Path(source).resolve().name if source and Path(source).exists() else source
 
 
+def _split_folders(path: Path) -> dict[str, Path]:
+    """Subfolders named after splits (``train/``, ``validation/``, ``val/``, ``test/``, ...) of a folder that holds
+    no dataset files of its own at the top: an export laid out by split, such as ``letters/{train,validation}``."""
+    own = ("dataset_dict.json", "state.json", "labels.tsv", "ascii")  # save_to_disk, labels.tsv, IAM layouts
+    if any((path / name).exists() for name in own) or any(path.glob("*.xml")) or any(path.glob("*.parquet")):
+        return {}
+    by_split: dict[str, Path] = {}
+    for child in sorted(c for c in path.iterdir() if c.is_dir() and c.name.lower() in SPLIT_ALIASES):
+        split = SPLIT_ALIASES[child.name.lower()]
+        if split in by_split:
+            raise DatasetSourceError(f"{path}: both {by_split[split].name}/ and {child.name}/ hold the {split} split")
+        by_split[split] = child
+    return by_split
+
+
+def _load_split_folders(by_split: dict[str, Path], iam_keep_err: bool) -> datasets.DatasetDict:
+    splits = {}
+    for split, folder in by_split.items():
+        loaded = load_source(str(folder), iam_keep_err)
+        if len(loaded) != 1:
+            raise DatasetSourceError(f"{folder}: a split folder must hold one split, found {sorted(loaded)}")
+        splits[split] = next(iter(loaded.values()))
+    return datasets.DatasetDict(splits)
+
+
 def load_source(source: str, iam_keep_err: bool = False) -> datasets.DatasetDict:
-    """Open ``source`` (path or hub id) as a DatasetDict with its own split names."""
+    """Open ``source`` (path or hub id) as a DatasetDict with its own split names; a folder with split subfolders
+    (``train/``, ``validation/``, ...) and no dataset files at its top gives one split per subfolder."""
     path = Path(source).expanduser()
     if path.is_file() and path.suffix == ".parquet":
         return _load_parquet([path])
+    if path.is_dir() and "train" in (by_split := _split_folders(path)):
+        return _load_split_folders(by_split, iam_keep_err)
     if path.is_dir():
         if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
             loaded = datasets.load_from_disk(str(path))
@@ -244,6 +272,17 @@ def load_splits(
     if "validation" not in splits and carve:
         splits["train"], splits["validation"] = carve_validation(splits["train"], val_fraction, seed)
     return datasets.DatasetDict(splits)
+
+
+def load_validation(
+    source: str, val_fraction: float = 0.1, seed: int = 0, iam_keep_err: bool = False
+) -> datasets.Dataset:
+    """The validation split of ``source``; carved from its train split (as `load_splits` does) when it has none."""
+    raw = load_source(source, iam_keep_err)
+    named = {SPLIT_ALIASES.get(name, name): split for name, split in raw.items()}
+    if "validation" in named:
+        return _standardize(named["validation"])
+    return load_splits(source, val_fraction, seed, iam_keep_err)["validation"]
 
 
 def load_training_data(

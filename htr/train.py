@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,15 @@ from htr.checkpoint import (
     read_checkpoint,
 )
 from htr.cpu_share import CpuShare, usable_cores
-from htr.data import DEFAULT_DATASET, LineDataset, collate_lines, load_training_data, normalize_text, source_name
+from htr.data import (
+    DEFAULT_DATASET,
+    LineDataset,
+    collate_lines,
+    load_training_data,
+    load_validation,
+    normalize_text,
+    source_name,
+)
 from htr.evaluate import error_rates, transcribe_dataset
 from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig, count_parameters
@@ -80,6 +89,11 @@ class TrainConfig:
     dataset_weights: list[float] = field(default_factory=list)  # lines of each dataset per epoch as a multiple
     # of its size (e.g. [1, 0.5]); empty: every line once
     val_dataset: str = ""  # validation split of this source; empty: the first dataset's
+    # further sources whose validation splits are read every epoch too; the best checkpoint is then the one with
+    # the lowest mean CER over all validation sets (each set's CER in history.json)
+    also_validate: list[str] = field(default_factory=list, metadata={"repeat": True})
+    min_char_count: int = 1  # a character the start's alphabet lacks joins it only when the training texts hold
+    # it this often; lines with rarer ones are left out of training (and count as errors in validation)
     output_dir: str = "runs/htr"  # best checkpoint, last state and history; re-run to resume
     epochs: int = 80
     max_steps: int = 0  # stop (resumably) after this many optimizer steps in total; 0: no limit
@@ -234,13 +248,15 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     train_splits, val_split = load_training_data(cfg.dataset, cfg.val_dataset, cfg.val_fraction, cfg.seed,
                                                  cfg.iam_keep_err)  # fmt: skip
     renderers = synthetic_renderers(cfg) if renderers is None else renderers
+    extra_val_splits = [load_validation(source, cfg.val_fraction, cfg.seed, cfg.iam_keep_err)
+                        for source in cfg.also_validate]  # fmt: skip
     texts = [normalize_text(t) for split in train_splits for t in split["text"]]
     texts += [t for r, _ in renderers for t in r.texts]
     if state:
         alphabet, model_cfg = Alphabet(state["alphabet"]), ModelConfig(**state["model_config"])
     else:  # the alphabet of the start's weights (or else of the teacher) first, so that their classes line up
         known = (initial or teacher_state or {}).get("alphabet", "")
-        alphabet = Alphabet(known + "".join(sorted(set(Alphabet.from_texts(texts).chars) - set(known))))
+        alphabet = extended_alphabet(known, texts, cfg.min_char_count)
         model_cfg = ModelConfig(**{**initial["model_config"], "num_classes": alphabet.num_classes}) if initial \
             else dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)  # fmt: skip
     model = CRNN(model_cfg)
@@ -262,7 +278,10 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
                  for split, source in zip(train_splits, cfg.dataset)]  # fmt: skip
     train_set = torch.utils.data.ConcatDataset(real_sets)
     train_widths = [w for s in real_sets for w in s.widths]
-    val_set = LineDataset(val_split, alphabet, height, frames, "validation", cfg.max_val_lines, for_training=False)
+    val_names = unique_names([cfg.val_dataset or cfg.dataset[0], *cfg.also_validate])
+    val_sets = [LineDataset(split, alphabet, height, frames, f"validation {name}" if len(val_names) > 1 else
+                            "validation", cfg.max_val_lines, for_training=False)
+                for split, name in zip([val_split, *extra_val_splits], val_names)]  # fmt: skip
     real_per_epoch = len(weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed))
     parts = [(renderer, round(ratio * real_per_epoch)) for renderer, ratio in renderers]
     parts = [(renderer, count) for renderer, count in parts if count > 0]
@@ -310,8 +329,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     log.info("model: %.2fM parameters, %d classes; device %s, precision %s%s", count_parameters(model) / 1e6,
              alphabet.num_classes, device, dtype or "fp32",
              f"; {world.size} processes, global batch {cfg.batch_size}" if world.distributed else "")  # fmt: skip
-    log.info("train: %d real + %d synthetic lines per epoch; validation: %d lines", real_per_epoch,
-             synthetic_per_epoch, len(val_set))  # fmt: skip
+    log.info("train: %d real + %d synthetic lines per epoch; validation: %s lines", real_per_epoch,
+             synthetic_per_epoch, " + ".join(str(len(v)) for v in val_sets))  # fmt: skip
     sitting = {"sitting": 1 + max([h.get("sitting", 1) for h in history], default=0),
                "hardware": describe(device, dtype)}  # fmt: skip
 
@@ -379,22 +398,20 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
                 if stop:
                     break
                 continue
-            readings = transcribe_dataset(evaluated, val_set, alphabet, 2 * cfg.batch_size, device, dtype,
-                                          cpu_share=cpu_share)  # fmt: skip
-            rates = error_rates(val_set.texts, [r.text for r in readings])
+            rates = validation_rates(evaluated, val_sets, val_names, alphabet, 2 * cfg.batch_size, device, dtype,
+                                     cpu_share)  # fmt: skip
             entry = {"epoch": epoch + 1, "step": step, "train_loss": running, "val_cer": rates["cer"],
                      "val_wer": rates["wer"], "lines_seen": lines_seen, "train_seconds": round(train_seconds, 1),
-                     **sitting}  # fmt: skip
+                     **sitting, **({"val": rates["sets"]} if len(val_sets) > 1 else {})}  # fmt: skip
             if ema is not None:  # the raw weights too, to see what the average is worth
-                raw = transcribe_dataset(model, val_set, alphabet, 2 * cfg.batch_size, device, dtype,
-                                         cpu_share=cpu_share)  # fmt: skip
-                entry["val_cer_raw"] = error_rates(val_set.texts, [r.text for r in raw])["cer"]
+                entry["val_cer_raw"] = validation_rates(model, val_sets, val_names, alphabet, 2 * cfg.batch_size,
+                                                        device, dtype, cpu_share)["cer"]  # fmt: skip
             history.append(entry)
             improved = rates["cer"] < best_cer
             if improved:
                 best_cer, bad_epochs = rates["cer"], 0
                 metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": epoch + 1, "step": step,
-                           "lines_seen": lines_seen}  # fmt: skip
+                           "lines_seen": lines_seen, **{k: v for k, v in entry.items() if k == "val"}}  # fmt: skip
                 record = training_record(cfg, epoch + 1, step, lines_seen, sitting["hardware"])
                 atomic_save(model_checkpoint(evaluated, alphabet, metrics, lm, record), best_path)
             else:
@@ -417,6 +434,36 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     barrier(world)  # no rank leaves before rank 0 has written its files
     return {"best_cer": best_cer, "history": history, "best_path": best_path, "state_path": state_path,
             "skipped_batches": skipped_batches, "world_size": world.size}  # fmt: skip
+
+
+def extended_alphabet(known: str, texts: list[str], min_count: int = 1) -> Alphabet:
+    """``known`` (the start's alphabet, whose classes keep their places) followed by the characters of ``texts``
+    it lacks that occur at least ``min_count`` times, sorted."""
+    counts = Counter(c for text in texts for c in text)
+    return Alphabet(known + "".join(sorted(c for c, n in counts.items() if n >= min_count and c not in known)))
+
+
+def unique_names(sources: list[str]) -> list[str]:
+    """`source_name` of each source, with ``#2``, ``#3``... after a name met before."""
+    names, seen = [], Counter()
+    for name in map(source_name, sources):
+        seen[name] += 1
+        names.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return names
+
+
+def validation_rates(
+    model: CRNN, val_sets: list[LineDataset], names: list[str], alphabet: Alphabet, batch_size: int,
+    device: torch.device, dtype: torch.dtype | None, cpu_share: CpuShare | None = None,
+) -> dict:  # fmt: skip
+    """Greedy CER and WER on each validation set and their means (``{"cer", "wer", "sets": {name: {cer, wer}}}``);
+    with one set the means are its own rates."""
+    sets = {}
+    for name, val_set in zip(names, val_sets):
+        readings = transcribe_dataset(model, val_set, alphabet, batch_size, device, dtype, cpu_share=cpu_share)
+        sets[name] = error_rates(val_set.texts, [r.text for r in readings])
+    mean = {key: sum(rates[key] for rates in sets.values()) / len(sets) for key in ("cer", "wer")}
+    return {**mean, "sets": sets}
 
 
 class EpochLines(torch.utils.data.Dataset):

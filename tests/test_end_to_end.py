@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -93,14 +94,22 @@ def test_two_datasets_weighted_with_a_weight_average(parquet_dataset, tmp_path):
     extra.mkdir()
     datasets.Dataset.from_dict({"image": [{"bytes": png_bytes(render_line("a cat")), "path": None}] * 4,
                                 "text": ["a cat"] * 4}).to_parquet(str(extra / "train.parquet"))  # fmt: skip
+    letters = tmp_path / "letters"  # a second validation set, read every epoch beside the first
+    letters.mkdir()
+    texts = ["to you", "yes"]
+    datasets.Dataset.from_dict({"image": [{"bytes": png_bytes(render_line(t)), "path": None} for t in texts],
+                                "text": texts}).to_parquet(str(letters / "validation.parquet"))  # fmt: skip
     out = tmp_path / "run"
     tiny = ModelConfig(num_classes=0, stem_channels=8, cnn=["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]],
                        rnn_hidden=32, rnn_layers=1)  # fmt: skip
     config = TrainConfig(dataset=[str(parquet_dataset), str(extra)], dataset_weights=[1, 2], output_dir=str(out),
                          epochs=1, batch_size=8, warmup_steps=2, model=tiny, ema_decay=0.9, lm_order=0,
-                         device="cpu")  # fmt: skip
+                         device="cpu", also_validate=[str(letters)])  # fmt: skip
     (first,) = train(config, progress=False)["history"]
     assert first["lines_seen"] == 48 + 2 * 4 and first["step"] == 7  # 56 lines of batch 8
+    per_set = first["val"]
+    assert sorted(per_set) == sorted([parquet_dataset.name, "letters"])
+    assert first["val_cer"] == pytest.approx((per_set["letters"]["cer"] + per_set[parquet_dataset.name]["cer"]) / 2)
     assert first["sitting"] == 1 and "cores" in first["hardware"] and first["train_seconds"] > 0
     assert isinstance(first["val_cer_raw"], float)  # the raw weights are validated beside their average
     state = torch.load(out / "last_state.pt", weights_only=True)

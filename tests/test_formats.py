@@ -305,3 +305,56 @@ def test_evaluate_scores_a_folder_without_splits_whole(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "all lines (the dataset has no splits): 5 lines" in result.stdout
+
+
+def _transkribus_2013_page(image: str, size: tuple[int, int], lines: list[tuple[list, str, int]]) -> str:
+    """A PAGE file as Transkribus exported the shared letters: the 2013 namespace, its metadata, regions and lines
+    ordered by ``custom="readingOrder {index:N;}"`` (lines written here out of that order), ``<Unicode></Unicode>``
+    for lines nobody transcribed."""
+    from xml.sax.saxutils import escape
+
+    points = lambda ps: " ".join(f"{round(x)},{round(y)}" for x, y in ps)  # noqa: E731
+    body = ""
+    for polygon, text, index in lines:
+        ys = [y for _, y in polygon]
+        body += (f'<TextLine id="r1l{index}" custom="readingOrder {{index:{index};}}">'
+                 f'<Coords points="{points(polygon)}"/>'
+                 f'<Baseline points="{polygon[0][0]},{max(ys) - 4} {polygon[1][0]},{max(ys) - 4}"/>'
+                 f"<TextEquiv><Unicode>{escape(text)}</Unicode></TextEquiv></TextLine>")  # fmt: skip
+    ns = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15"
+    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><PcGts xmlns="{ns}" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><Metadata><Creator>Transkribus</Creator>'
+            "<Created>2020-06-16T22:20:44.298-04:00</Created><LastChange>2020-06-19T00:07:02.663+02:00</LastChange>"
+            '<TranskribusMetadata docId="1" pageId="2" pageNr="1" status="DONE"/></Metadata>'
+            f'<Page imageFilename="{image}" imageWidth="{size[0]}" imageHeight="{size[1]}">'
+            '<ReadingOrder><OrderedGroup id="ro_1" caption="Regions reading order">'
+            '<RegionRefIndexed index="0" regionRef="r1"/></OrderedGroup></ReadingOrder>'
+            '<TextRegion orientation="0.0" id="r1" custom="readingOrder {index:0;}">'
+            f'<Coords points="0,0 {size[0]},0 {size[0]},{size[1]} 0,{size[1]}"/>{body}'
+            "<TextEquiv><Unicode></Unicode></TextEquiv></TextRegion></Page></PcGts>")  # fmt: skip
+
+
+def test_a_transkribus_2013_export_in_split_folders_loads_as_a_dataset(tmp_path):
+    """Shaped like ../shared/data/hooker-letters: train/ and validation/ folders of page JPEGs with their PAGE
+    2013 files; custom reading order, untranscribed lines, a polygon that leaves the image, '&' and '£'."""
+    from htr.data import decode_row_image, load_splits
+
+    export = tmp_path / "letters"
+    written = {"train": ["My dear Dyer", "Kew & the rest", "", "send £5 at once"], "validation": ["Yours ever"]}
+    for split, texts in written.items():
+        (export / split).mkdir(parents=True)
+        image, boxes = _page_of_lines([t or "unread" for t in texts])
+        image.convert("L").save(export / split / f"JDH_{split}.jpg", quality=65)
+        polygons = [[(a, b), (c - 1, b), (c - 1, d - 1), (a, d - 1)] for a, b, c, d in boxes]
+        polygons[-1] = [(-15, polygons[-1][0][1]), (image.width + 40, polygons[-1][1][1]), *polygons[-1][2:]]
+        order = list(range(len(texts)))[::-1]  # written in the file last line first
+        lines = [(polygons[k], texts[k], k) for k in order]
+        xml = _transkribus_2013_page(f"JDH_{split}.jpg", image.size, lines)
+        (export / split / f"JDH_{split}.xml").write_text(xml, encoding="utf-8")
+    splits = load_splits(str(export))
+    assert sorted(splits) == ["train", "validation"]  # the folders' own split: nothing carved
+    assert splits["train"]["text"] == ["My dear Dyer", "Kew & the rest", "send £5 at once"]  # reading order
+    assert splits["validation"]["text"] == ["Yours ever"]
+    last = decode_row_image(splits["train"][2]["image"])
+    image_width = Image.open(export / "train" / "JDH_train.jpg").width
+    assert last.width <= image_width  # the polygon was cut at the image's border

@@ -28,7 +28,7 @@ def test_paper_around_a_line_does_not_shrink_its_writing():
     sheet.paste(tight, (70, 40))
     cropped, loose = preprocess(tight, HEIGHT), preprocess(sheet, HEIGHT)
     assert abs(loose.shape[-1] - cropped.shape[-1]) < 0.06 * cropped.shape[-1]  # a pixel of room; 8% was 16% off
-    assert loose.mean() == pytest.approx(cropped.mean(), rel=0.1)  # the writing fills the height as much
+    assert loose.mean().item() == pytest.approx(cropped.mean().item(), rel=0.1)  # the writing fills the height as much
 
 
 def test_ink_is_one_and_paper_zero():

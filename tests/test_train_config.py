@@ -37,3 +37,22 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_factor(55, cfg, 100) == pytest.approx(0.55)  # half way through the cosine
     assert lr_factor(100, cfg, 100) == pytest.approx(0.1)
     assert lr_factor(500, cfg, 100) == pytest.approx(0.1)
+
+
+def test_new_characters_join_the_alphabet_after_the_known_ones_when_frequent_enough():
+    from htr.train import extended_alphabet
+
+    texts = ["Kew & Co", "£5 & £3", "a & b", "café"]
+    assert extended_alphabet("abc", texts).chars == "abc" + "".join(sorted(set("".join(texts)) - set("abc")))
+    frequent = extended_alphabet("abc ", texts, min_count=2)
+    assert frequent.chars.startswith("abc ") and "&" in frequent.chars and "£" in frequent.chars
+    assert "é" not in frequent.chars and "K" not in frequent.chars  # once each: left out, their lines skipped
+
+
+def test_validation_sets_get_distinct_names(tmp_path):
+    from htr.train import unique_names
+
+    (tmp_path / "a" / "letters").mkdir(parents=True)
+    (tmp_path / "b" / "letters").mkdir(parents=True)
+    sources = [str(tmp_path / "a" / "letters"), str(tmp_path / "b" / "letters"), "Teklia/IAM-line"]
+    assert unique_names(sources) == ["letters", "letters#2", "Teklia/IAM-line"]

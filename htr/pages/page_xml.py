@@ -1,14 +1,17 @@
 """Reading the text lines of PAGE XML and ALTO files (Transkribus, eScriptorium, kraken, OCR-D exports).
 
-`read_page` returns the page's image file name and size and, per text line in reading order (PAGE: regions in
-the order of its ``ReadingOrder`` when it has one, else as written; lines as written), its polygon, baseline
-and text (PAGE: ``TextEquiv/Unicode`` of the line; ALTO: its ``String@CONTENT`` joined with spaces). A line
-without a polygon gets its ALTO box (``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. `find_image` finds the
-page's image the way those exports lay them out; `cut_line` cuts a line out of it for training.
+`read_page` returns the page's image file name and size and, per text line in reading order, its polygon,
+baseline and text (PAGE: ``TextEquiv/Unicode`` of the line; ALTO: its ``String@CONTENT`` joined with spaces).
+PAGE's reading order: regions in the order of its ``ReadingOrder`` when it has one, else by Transkribus'
+``custom="readingOrder {index:N;}"`` when every region has one, else as written; a region's lines by that
+``custom`` index when every line has one, else as written. A line without a polygon gets its ALTO box
+(``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. `find_image` finds the page's image the way those exports lay
+them out; `cut_line` cuts a line out of it for training.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +94,14 @@ def _region_order(page: ET.Element) -> dict[str, int]:
     return {e.get("regionRef"): k for k, e in enumerate(refs)}
 
 
+def _custom_order(elements: list[ET.Element]) -> list[ET.Element]:
+    """``elements`` sorted by Transkribus' ``custom="readingOrder {index:N;}"`` when each has one, else as given."""
+    indices = [re.search(r"readingOrder\s*\{[^}]*index:\s*(\d+)", e.get("custom", "")) for e in elements]
+    if not all(indices):
+        return elements
+    return [e for _, _, e in sorted((int(m.group(1)), k, e) for k, (m, e) in enumerate(zip(indices, elements)))]
+
+
 def _page_line(element: ET.Element) -> TextLine | None:
     children = {_local(e.tag): e for e in element}
     coords = children.get("Coords")
@@ -112,10 +123,13 @@ def _read_page(root: ET.Element) -> PageFile:
     size = (int(page.get("imageWidth")), int(page.get("imageHeight"))) if page.get("imageWidth") else None
     order = _region_order(page)
     regions = [e for e in page.iter() if _local(e.tag) == "TextRegion"]
+    if not order:
+        regions = _custom_order(regions)
     ranked = sorted(range(len(regions)), key=lambda k: (order.get(regions[k].get("id"), len(order)), k))
     lines = []
     for k in ranked:  # a region's own lines (not those of regions nested in it, which come on their own)
-        lines += [line for e in regions[k] if _local(e.tag) == "TextLine" and (line := _page_line(e))]
+        own = _custom_order([e for e in regions[k] if _local(e.tag) == "TextLine"])
+        lines += [line for e in own if (line := _page_line(e))]
     return PageFile(page.get("imageFilename"), size, lines)
 
 
