@@ -4,15 +4,17 @@
         --repo HTR-United/lectaurep-repertoires=path/to/clone --repo HTR-United/CREMMA-MSS-18=path/to/clone \\
         --out data/real-pages
     python benchmarks/page_segmentation.py run --data data/real-pages [--line-finder classical] [--details per_page.tsv]
+    python benchmarks/page_segmentation.py run --collection hooker-letters=path/to/hooker-letters/validation
 
 The pages are listed, with their repositories, commits and licences, in ``benchmarks/real_pages.json`` (written
 once by the ``select`` command: every k-th ALTO/PAGE file of each repository that has its image beside it and no
 EXIF rotation); ``extract`` copies them out of clones of those repositories (``git show COMMIT:PATH``; a bare or
-normal clone), so the images never enter this repository. ``run`` finds the lines of every page as ``predict.py
---segment always`` does and matches them one to one to the ground-truth lines (boxes around their polygons) by box
-IoU >= 0.5, best pairs first. Per collection it prints precision, recall and F1, the ground-truth lines cut into
-several found lines (over-split: two or more found lines each lying mostly inside it) and the found lines that span
-several ground-truth lines (under-split), and the seconds per page.
+normal clone), so the images never enter this repository; ``--collection NAME=FOLDER`` adds any folder of
+PAGE/ALTO files with their images (a Transkribus or eScriptorium export) as one more collection. ``run`` finds the
+lines of every page as ``predict.py --segment always`` does and matches them one to one to the ground-truth lines
+(boxes around their polygons) by box IoU >= 0.5, best pairs first. Per collection it prints precision, recall and
+F1, the ground-truth lines cut into several found lines (over-split: two or more found lines each lying mostly
+inside it) and the found lines that span several ground-truth lines (under-split), and the seconds per page.
 """
 
 from __future__ import annotations
@@ -74,8 +76,29 @@ def find_lines(image_path: Path, method: str, finder=None) -> list[Box]:
     return [line.box for line in page_lines(image, finder)]
 
 
+def collections(args: argparse.Namespace) -> dict[str, list[tuple[Path, Path]]]:
+    """(XML, image) paths of each collection's pages: the manifest's under ``--data``, then each ``--collection``."""
+    from htr.pages.page_xml import find_image
+
+    pages: dict[str, list[tuple[Path, Path]]] = {}
+    if args.data:
+        for collection in json.loads(MANIFEST.read_text())["collections"]:
+            name = collection["repo"].split("/")[-1]
+            folder = Path(args.data) / name
+            pages[name] = [(folder / page["xml"], folder / page["image"]) for page in collection["pages"]]
+    for spec in args.collection:
+        name, _, folder = spec.rpartition("=")
+        name = name or Path(folder).name
+        found = [(xml, find_image(xml, read_lines(xml)[2])) for xml in sorted(Path(folder).rglob("*.xml"))]
+        pages[name] = [(xml, image) for xml, image in found if image is not None]
+        if not pages[name]:
+            raise SystemExit(f"error: {folder} holds no PAGE/ALTO file with its image")
+    if not pages:
+        raise SystemExit("error: give --data (the manifest's pages) or --collection NAME=FOLDER")
+    return pages
+
+
 def run(args: argparse.Namespace) -> None:
-    manifest = json.loads(MANIFEST.read_text())
     finder = None
     if args.line_finder != "classical":
         from htr.pages.line_finder import LineFinder
@@ -83,11 +106,8 @@ def run(args: argparse.Namespace) -> None:
         finder = LineFinder(args.line_finder)
     totals: dict[str, dict[str, float]] = {}
     details = []
-    for collection in manifest["collections"]:
-        name = collection["repo"].split("/")[-1]
-        for page in collection["pages"]:
-            xml_path = Path(args.data) / name / page["xml"]
-            image_path = Path(args.data) / name / page["image"]
+    for name, pages in collections(args).items():
+        for xml_path, image_path in pages:
             truth, size, _ = read_lines(xml_path)
             from PIL import Image, ImageOps
 
@@ -100,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
             found = find_lines(image_path, args.method, finder)
             seconds = time.perf_counter() - start
             counts = match(found, truth)
-            details.append({"collection": name, "page": page["image"], **counts, "seconds": round(seconds, 2)})
+            details.append({"collection": name, "page": image_path.name, **counts, "seconds": round(seconds, 2)})
             total = totals.setdefault(name, {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0,
                                              "under": 0, "seconds": []})  # fmt: skip
             total["pages"] += 1
@@ -108,7 +128,7 @@ def run(args: argparse.Namespace) -> None:
                 total[key] += counts[key]
             total["seconds"].append(seconds)
             if args.verbose:
-                print(f"{name}/{page['image']}: {counts} {seconds:.1f} s", flush=True)
+                print(f"{name}/{image_path.name}: {counts} {seconds:.1f} s", flush=True)
     print("| collection | pages | GT lines | found | precision | recall | F1 | over-split | under-split | s/page |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     everything = {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0, "under": 0, "seconds": []}
@@ -213,7 +233,9 @@ def main() -> None:
                 help="the repositories' other pages instead (to train the line finder)",
             )
     sub = commands.add_parser("run")
-    sub.add_argument("--data", required=True, help="the folder extract wrote")
+    sub.add_argument("--data", help="the folder extract wrote (the manifest's pages)")
+    sub.add_argument("--collection", action="append", default=[], metavar="NAME=FOLDER",
+                     help="also a folder of PAGE/ALTO files with their images; repeatable")  # fmt: skip
     sub.add_argument("--details", help="per-page TSV")
     sub.add_argument("--verbose", action="store_true")
     sub.add_argument("--method", choices=["predict", "profile"], default="predict")
