@@ -2,7 +2,7 @@
 
     pip install -r requirements-demo.txt
     python -m htr.demo                      # http://127.0.0.1:7860
-    python -m htr.demo --checkpoint models/htr-crnn-iam --port 8080
+    python -m htr.demo --checkpoint models/my-model --port 8080
 
 Shows the text, each line's box on the image with its confidence, the less confident words marked, and the
 result as JSON, PAGE XML and ALTO files to download. Runs offline (no fonts or scripts fetched at run time);

@@ -69,17 +69,22 @@ def test_shipped_model_reads_the_same_from_its_folder(shipped_folder):
     assert len(readings[0]) == len(EXAMPLES) and all(text for text, _ in readings[0])
 
 
-def test_the_committed_folder_is_the_shipped_model():
-    committed = ROOT / "models" / "htr-crnn-iam"
+def test_the_shipped_folder_carries_its_export_and_reads_as_the_pth(shipped_folder):
+    """`htr.hub export` of the shipped model (what the README's "Sharing a model" runs, with the runtime
+    requirements alone) copies its int8 export in as model.onnx, which the folder then reads with, as the .pth does."""
     shipped = read_checkpoint(SHIPPED)
-    config = json.loads((committed / hub.CONFIG_NAME).read_text())
-    assert config == {**hub.folder_config(shipped), "name": "htr-crnn-iam"}  # re-export after a new model
-    assert (committed / hub.CARD_NAME).read_text() == hub.model_card(config)
-    folder = read_checkpoint(committed)
+    config = json.loads((shipped_folder / hub.CONFIG_NAME).read_text())
+    assert config == {**hub.folder_config(shipped), "name": "htr-iam"}
+    assert (shipped_folder / hub.CARD_NAME).read_text() == hub.model_card(config)
+    folder = read_checkpoint(shipped_folder)
     assert all(torch.equal(folder["state_dict"][k], v) for k, v in shipped["state_dict"].items())
     assert folder["lm"]["ngrams"] == shipped["lm"]["ngrams"]
-    reader = Recognizer(committed, "cpu", line_finder=None)  # its model.onnx, the shipped int8 export, serves
-    assert reader.runtime == "onnxruntime" and reader.notes == []
+    readings = []
+    for checkpoint in (SHIPPED, shipped_folder):
+        reader = Recognizer(checkpoint, "cpu", line_finder=None)  # the default: the export beside it, int8
+        assert reader.runtime == "onnxruntime" and reader.notes == []
+        readings.append([(r.text, r.confidence) for r in reader.read([Image.open(p) for p in EXAMPLES])])
+    assert readings[0] == readings[1]
 
 
 def test_folder_weights_load_with_safetensors_and_json_alone(shipped_folder):
