@@ -370,6 +370,9 @@ def model_card(config: dict) -> str:
         for source in training.get("font_text") or []:
             lines.append(f"- `{source}` (text drawn in handwriting fonts, {training.get('font_ratio', '?')} per "
                          "real line each epoch; the fonts' licences are in the project's htr/fonts)")  # fmt: skip
+        for source in training.get("print_text") or []:
+            lines.append(f"- `{source}` (text set in printing and typewriter fonts, {training.get('print_ratio', '?')} "
+                         "per real line each epoch; DejaVu and STIX fonts, as matplotlib ships them)")  # fmt: skip
         if data.license_name:
             lines += ["", "The weights are derived from data licensed for non-commercial research only: use them "
                       "for non-commercial research and teaching; commercial use needs the data owners' "

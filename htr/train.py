@@ -58,7 +58,7 @@ from htr.runtime import (
     seed_everything,
 )
 from htr.synth.augment import AugmentConfig, augment_batch
-from htr.synth.render import list_fonts
+from htr.synth.render import list_fonts, printed_fonts
 from htr.synth.synthetic import FontRenderer, InkRenderer, Renderer, read_text_lines, render_epoch
 from htr.training import distributed
 from htr.training.distillation import Teacher, distillation_loss
@@ -123,6 +123,8 @@ class TrainConfig:
     font_text: str = ""  # text file(s), comma-separated: adds their lines drawn in handwriting fonts
     font_ratio: float = 1.0  # font-rendered lines per real training line in each epoch (with --font-text)
     font_dir: str = ""  # folder of .ttf/.otf/.woff(2) fonts; empty: the bundled ones (htr/fonts)
+    print_text: str = ""  # text file(s), comma-separated: adds their lines set in printing and typewriter fonts
+    print_ratio: float = 0.1  # printed lines per real training line in each epoch (with --print-text)
     render_workers: int = 2  # processes rendering the synthetic lines at the start of each epoch
     lm_order: int = 6  # order of the character LM built from the training texts into checkpoints; 0: none
     ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (e.g. 0.999)
@@ -213,6 +215,9 @@ def synthetic_renderers(cfg: TrainConfig) -> list[tuple[Renderer, float]]:
     if cfg.font_text and cfg.font_ratio > 0:
         fonts = list_fonts(cfg.font_dir) if cfg.font_dir else []
         renderers.append((FontRenderer(read_text_lines(cfg.font_text), fonts), cfg.font_ratio))
+    if cfg.print_text and cfg.print_ratio > 0:
+        printed = FontRenderer(read_text_lines(cfg.print_text), printed_fonts(), printed=True, capitals_p=0.3)
+        renderers.append((printed, cfg.print_ratio))
     return renderers
 
 
@@ -503,6 +508,8 @@ def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, 
             "ink": source_name(cfg.ink) or None, "ink_ratio": cfg.ink_ratio if cfg.ink else 0,
             "font_text": [source_name(t) for t in cfg.font_text.split(",") if t],
             "font_ratio": cfg.font_ratio if cfg.font_text else 0,
+            "print_text": [source_name(t) for t in cfg.print_text.split(",") if t],
+            "print_ratio": cfg.print_ratio if cfg.print_text else 0,
             "epochs": epochs, "steps": steps, "lines_seen": lines_seen, "hardware": hardware,
             "recipe": {"batch size": cfg.batch_size, "peak learning rate": cfg.lr,
                        "schedule": f"{cfg.warmup_steps} warm-up steps, cosine over {cfg.epochs} epochs",

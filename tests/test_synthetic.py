@@ -91,6 +91,20 @@ def test_font_renderer_skips_texts_no_font_draws():
         FontRenderer(["\u4e00"])
 
 
+def test_printed_lines_are_set_in_printing_fonts_and_in_capitals_when_asked():
+    from htr.synth.render import printed_fonts
+
+    fonts = printed_fonts()
+    assert len(fonts) >= 6 and any("Mono" in f.name for f in fonts)  # serif, sans and a typewriter face
+    texts = ["The Camp, Sunningdale.", "Royal Gardens, Kew"]
+    capitals = FontRenderer(texts, fonts, span_p=0.0, printed=True, capitals_p=1.0)
+    lower = FontRenderer(texts, fonts, span_p=0.0, printed=True)
+    drawn = [capitals(k, np.random.default_rng(k))[1] for k in range(2)]
+    assert drawn == [t.upper() for t in texts]
+    image, text = lower(0, np.random.default_rng(0))
+    assert text == texts[0] and ink_columns(image).any()
+
+
 def test_render_epoch_is_reproducible_and_changes_per_epoch(tmp_path):
     ink = InkRenderer(load_iamondb(write_iamondb(tmp_path / "iamondb")))
     fonts = FontRenderer(["one two three", "four five"])

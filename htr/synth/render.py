@@ -125,6 +125,21 @@ def render_strokes(strokes: list[np.ndarray], rng: np.random.Generator, height: 
     return scan_finish(canvas.resize(output, Image.Resampling.BOX), rng)
 
 
+# serif, sans and typewriter faces: letterheads and typed letters
+PRINTED_FONTS = ("DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSans.ttf",
+                 "DejaVuSans-Bold.ttf", "DejaVuSansMono.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf",
+                 "STIXGeneralItalic.ttf")  # fmt: skip
+
+
+def printed_fonts() -> list[Path]:
+    """Printing and typewriter fonts for printed lines (letterheads, typed letters): those matplotlib, a dependency,
+    ships (DejaVu: Bitstream Vera licence; STIX: SIL Open Font License), so none is bundled here."""
+    import matplotlib
+
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return [folder / name for name in PRINTED_FONTS if (folder / name).is_file()]
+
+
 def list_fonts(folder: str | Path = FONT_DIR) -> list[Path]:
     """Font files in ``folder`` (default: the bundled handwriting fonts, see ``htr/fonts/README.md``)."""
     return sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in FONT_SUFFIXES)
@@ -148,10 +163,13 @@ def font_coverage(path: str, chars: str) -> frozenset[str]:
     return frozenset(c for c in chars if c == " " or _glyph_signature(font, c) != missing)
 
 
-def render_text(text: str, font_path: str | Path, rng: np.random.Generator, height: int = 80) -> Image.Image:
+def render_text(
+    text: str, font_path: str | Path, rng: np.random.Generator, height: int = 80, printed: bool = False
+) -> Image.Image:
     """``text`` in the font at ``font_path``, word by word with random spacing and baseline jitter,
-    slanted and rotated a little, on paper with `scan_finish`; about ``height`` px high."""
-    return _render_text(text, font_path, rng, height, with_words=False)[0]
+    slanted and rotated a little, on paper with `scan_finish`; about ``height`` px high. ``printed``: as type is
+    set, on one baseline with even spacing, upright."""
+    return _render_text(text, font_path, rng, height, with_words=False, printed=printed)[0]
 
 
 def render_text_with_words(
@@ -163,7 +181,7 @@ def render_text_with_words(
 
 
 def _render_text(
-    text: str, font_path: str | Path, rng: np.random.Generator, height: int, with_words: bool
+    text: str, font_path: str | Path, rng: np.random.Generator, height: int, with_words: bool, printed: bool = False
 ) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     reference = _font(str(font_path), 100)
     left, top, right, bottom = reference.getbbox(text or "x", anchor="ls")
@@ -173,7 +191,7 @@ def _render_text(
     words = text.split(" ")
     space = font.getlength(" ")
     ascent, descent = font.getmetrics()
-    jitter = 0.04 * (ascent + descent)
+    jitter = 0.0 if printed else 0.04 * (ascent + descent)
     width = int(sum(font.getlength(w) for w in words) + 2 * space * len(words) + 2 * height)
     canvas = Image.new("L", (width, int(2 * (ascent + descent))), paper)
     masks = [Image.new("L", canvas.size, 0) for _ in words] if with_words else []  # each word's ink alone
@@ -184,8 +202,8 @@ def _render_text(
         draw.text(position, word, font=font, fill=ink, anchor="ls")
         if masks:
             ImageDraw.Draw(masks[k]).text(position, word, font=font, fill=255, anchor="ls")
-        x += font.getlength(word) + space * rng.uniform(0.7, 1.6)
-    slant, angle = rng.normal(0.1, 0.15), rng.normal(0, 1.0)
+        x += font.getlength(word) + space * (rng.uniform(0.9, 1.3) if printed else rng.uniform(0.7, 1.6))
+    slant, angle = (0.0, rng.normal(0, 0.5)) if printed else (rng.normal(0.1, 0.15), rng.normal(0, 1.0))
 
     def shape(image: Image.Image, fill: int) -> Image.Image:
         image = image.crop((0, 0, int(x + 0.5 * height), image.height))

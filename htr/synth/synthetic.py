@@ -1,4 +1,4 @@
-"""Synthetic training lines: rendered IAM-OnDB ink and handwriting-font text, drawn fresh every epoch.
+"""Synthetic training lines: rendered IAM-OnDB ink, handwriting-font text and printed text, drawn fresh every epoch.
 
 A renderer maps (index, rng) to (PIL image, text). `render_epoch` draws ``count`` lines from each renderer for
 one epoch, seeded by (seed, epoch, position), so a resumed epoch gets exactly the same lines whatever the
@@ -44,14 +44,19 @@ class InkRenderer:
 
 class FontRenderer:
     """Text lines drawn in handwriting fonts (`htr.synth.render.render_text`); each text uses a random font among
-    those that draw all of its characters. With probability ``span_p`` only a random run of its words."""
+    those that draw all of its characters. With probability ``span_p`` only a random run of its words. ``printed``:
+    set as type (``render_text(printed=True)``), in capitals with probability ``capitals_p``: what letterheads and
+    typed letters look like, with `htr.synth.render.printed_fonts`."""
 
-    def __init__(self, texts: Iterable[str], fonts: Sequence[str | Path] = (), span_p: float = 0.3) -> None:
+    def __init__(
+        self, texts: Iterable[str], fonts: Sequence[str | Path] = (), span_p: float = 0.3, printed: bool = False,
+        capitals_p: float = 0.0,
+    ) -> None:  # fmt: skip
         self.fonts = [str(f) for f in (fonts or list_fonts(FONT_DIR))]
         if not self.fonts:
             raise ValueError("no font files (.ttf/.otf/.woff/.woff2) given")
         texts = [t for t in map(normalize_text, texts) if t]
-        chars = "".join(sorted(set("".join(texts))))
+        chars = "".join(sorted(set("".join(texts) + ("".join(texts).upper() if capitals_p else ""))))
         self.coverage = [font_coverage(f, chars) for f in self.fonts]
         self.texts = [t for t in texts if any(set(t) <= c for c in self.coverage)]
         if len(self.texts) < len(texts):
@@ -60,6 +65,7 @@ class FontRenderer:
         if not self.texts:
             raise ValueError("no text to render with the given fonts")
         self.span_p = span_p
+        self.printed, self.capitals_p = printed, capitals_p
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -71,7 +77,11 @@ class FontRenderer:
         if len(words) > 2 and rng.random() < self.span_p:
             start = int(rng.integers(0, len(words) - 1))
             text = " ".join(words[start : start + int(rng.integers(1, len(words) - start + 1))])
-        return render_text(text, fonts[int(rng.integers(len(fonts)))], rng), text
+        chosen = int(rng.integers(len(fonts)))
+        if self.capitals_p and rng.random() < self.capitals_p:
+            capitals = text.upper()
+            text = capitals if set(capitals) <= self.coverage[self.fonts.index(fonts[chosen])] else text
+        return render_text(text, fonts[chosen], rng, printed=self.printed), text
 
 
 def read_text_lines(paths: str | Path | Iterable[str | Path]) -> list[str]:
