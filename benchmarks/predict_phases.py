@@ -22,8 +22,8 @@ import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
-import predict  # noqa: E402
 from htr import inference  # noqa: E402
+from htr.cli import read as predict  # noqa: E402
 from htr.reading import decode, onnx_network, preprocess  # noqa: E402
 
 seconds: dict[str, float] = {}

@@ -66,8 +66,9 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"checkpoint not found: {path} (use the shipped handwriting_recognizer_best.pth, "
-            "or train one with `python -m htr.train` or the notebook)"
+            f"checkpoint not found: {path} (the shipped model, handwriting_recognizer_best.pth, is at the top of a "
+            "checkout of the repository; pass --checkpoint or set HTR_CHECKPOINT for another, or train one with "
+            "`htr train` or the notebook)"
         )
     try:
         with warnings.catch_warnings():

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "handwriting_recognizer_best.pth"
+from htr.shipped import default_checkpoint
+
 UNSURE = 0.8  # words read with less confidence than this are marked
 DECODERS = {"beam search + language model": "beam", "greedy (fastest)": "greedy"}
 
@@ -144,7 +145,7 @@ def build_app(reader: DemoReader):  # -> gradio.Blocks
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m htr.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+    parser.add_argument("--checkpoint", default=default_checkpoint(),
                         help="model checkpoint: .pth, model folder or hub repo id")  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860)

@@ -25,6 +25,7 @@ from htr.metrics import cer, char_errors, wer, word_errors
 from htr.model import CRNN
 from htr.reading.decode import Decoder
 from htr.runtime import TorchNetwork
+from htr.shipped import default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from htr.runtime import resolve_device, resolve_precision
 
     parser = argparse.ArgumentParser(prog="python -m htr.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth",
+    parser.add_argument("--checkpoint", default=default_checkpoint(),
                         help="model checkpoint: .pth, model folder or hub repo id")  # fmt: skip
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="hub id or local path (see htr.data)")
     parser.add_argument("--split", default="test", help="train, validation or test (see above for datasets without)")

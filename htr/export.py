@@ -36,6 +36,7 @@ import torch
 
 from htr.checkpoint import CheckpointError, load_model, model_from_checkpoint, read_checkpoint
 from htr.model import CRNN
+from htr.shipped import default_checkpoint
 
 OPSET = 17
 
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from htr.reading.preprocess import load_image
 
     parser = argparse.ArgumentParser(prog="python -m htr.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="handwriting_recognizer_best.pth")
+    parser.add_argument("--checkpoint", default=default_checkpoint())
     parser.add_argument("-o", "--output", help="default: the checkpoint's name with .onnx, beside it (where predict.py "
                         "finds it), or with --line-finder PT, PT's name with .onnx")  # fmt: skip
     parser.add_argument("--check", nargs="*", metavar="IMAGE", help="images to compare (default: examples/*.png, "

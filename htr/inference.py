@@ -31,8 +31,9 @@ from htr.reading.preprocess import (
     to_grayscale,
     upright_size,
 )
+from htr.shipped import default_line_finder
 
-DEFAULT_LINE_FINDER = Path(__file__).resolve().parents[1] / "line_finder.pt"  # the shipped trained line finder
+DEFAULT_LINE_FINDER = default_line_finder()  # the shipped trained line finder
 
 
 def _cuda_available() -> bool:

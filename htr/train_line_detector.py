@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8),
     return {key: 2 * m / max(1, f + n) for key, (m, f, n) in sums.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", action="append", default=[], help="folder of PAGE/ALTO files with images")
     parser.add_argument("--composed", action="append", default=[], help="line dataset to compose pages from")
@@ -176,7 +177,7 @@ def main() -> None:
         default=0.0,
         help="validate and save an exponential moving average of the weights (e.g. 0.998); 0: off",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     output = Path(args.output)
     inputs = json.dumps([args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE])
     key = hashlib.sha1(inputs.encode()).hexdigest()[:10]  # another geometry or other pages: prepared anew
@@ -269,7 +270,8 @@ def main() -> None:
                     "ema": ema.state_dict() if ema is not None else None}  # fmt: skip
             atomic_save(last, state_path)
     print(json.dumps(history, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,33 +1,61 @@
-"""The package's layout: modules that moved into subpackages still import under their old names."""
+"""The package: the ``htr`` command and its subcommands, the default model found in one place, nothing at old paths."""
 
-import importlib
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from htr import MOVED
+from htr import shipped
+from htr.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.png"))
 
 
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_an_old_module_name_is_the_moved_module(old):
-    module = importlib.import_module(f"htr.{old}")
-    assert module is importlib.import_module(MOVED[old])
-    assert module.__spec__.name == MOVED[old] and module.__name__ == MOVED[old]
+def run(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_old_from_imports_work_in_a_fresh_process():
-    code = (
-        "from htr.segment import segment_page; from htr.pages.segment import segment_page as moved; "
-        "from htr.render import compose_page; import htr.decode; assert segment_page is moved; print('ok')"
+def test_htr_read_prints_what_predict_py_prints():
+    by_script = run(sys.executable, "predict.py", "--decoder", "greedy", *EXAMPLES)
+    by_command = run(sys.executable, "-m", "htr.cli", "read", "--decoder", "greedy", *EXAMPLES)
+    assert by_script.returncode == by_command.returncode == 0, by_command.stderr
+    assert by_command.stdout == by_script.stdout and len(by_script.stdout.splitlines()) == len(EXAMPLES)
+
+
+def test_every_subcommand_answers_help_and_an_unknown_one_is_refused():
+    for name in COMMANDS:
+        helped = run(sys.executable, "-m", "htr.cli", name, "--help")
+        assert helped.returncode == 0 and helped.stdout.startswith("usage:"), (name, helped.stderr)
+    unknown = run(sys.executable, "-m", "htr.cli", "tarin")
+    assert unknown.returncode == 2 and "unknown command 'tarin'" in unknown.stderr and "train" in unknown.stderr
+
+
+@pytest.mark.skipif(shutil.which("htr") is None, reason="the htr command is not installed (pip install -e .)")
+def test_the_installed_command_reads_the_examples_from_another_folder(tmp_path):
+    read = run("htr", "read", "--decoder", "greedy", *EXAMPLES, cwd=tmp_path)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout == run(sys.executable, "predict.py", "--decoder", "greedy", *EXAMPLES).stdout
+
+
+def test_the_default_model_is_the_checkouts_and_htr_checkpoint_overrides_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("HTR_CHECKPOINT", raising=False)
+    assert Path(shipped.default_checkpoint()) == ROOT / "handwriting_recognizer_best.pth"
+    assert shipped.default_line_finder() == ROOT / "line_finder.pt"
+    monkeypatch.setenv("HTR_CHECKPOINT", str(tmp_path / "mine.pth"))
+    assert shipped.default_checkpoint() == str(tmp_path / "mine.pth")
+    missing = run(
+        sys.executable, "predict.py", EXAMPLES[0], env={**os.environ, "HTR_CHECKPOINT": str(tmp_path / "mine.pth")}
     )
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+    assert missing.returncode == 2 and "mine.pth" in missing.stderr and missing.stderr.count("\n") == 1
 
 
-def test_no_module_is_left_at_an_old_path():
-    assert not [old for old in MOVED if (ROOT / "htr" / f"{old}.py").exists()]
-    assert all((ROOT / "htr" / MOVED[old].split(".")[1] / f"{old}.py").exists() for old in MOVED)
+def test_no_module_imports_an_old_name_and_no_old_name_is_kept():
+    import htr
+
+    assert not hasattr(htr, "MOVED")
+    old = ["preprocess", "decode", "segment", "line_finder", "render", "augment", "distributed"]
+    assert not [name for name in old if (ROOT / "htr" / f"{name}.py").exists()]

@@ -70,7 +70,7 @@ def test_text_format_prints_one_line_per_image(checkpoint, images):
 
 def test_unusable_checkpoint_exits_2_with_advice(tmp_path, images):
     result = predict("--checkpoint", str(tmp_path / "none.pth"), str(images / "a.png"))
-    assert result.returncode == 2 and "python -m htr.train" in result.stderr
+    assert result.returncode == 2 and "htr train" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -174,8 +174,7 @@ def test_ctrl_c_while_images_are_prepared_stops_without_preparing_the_rest(tmp_p
     import time
     from types import SimpleNamespace
 
-    sys.path.insert(0, str(ROOT))
-    import predict as predict_module
+    from htr.cli import read as predict_module
 
     files = []
     for i in range(40):

@@ -1,0 +1,247 @@
+"""Read handwritten text lines (or paragraphs and pages, split into lines) from images with a trained checkpoint.
+
+    htr read examples/*.png                       # or: python predict.py examples/*.png
+    htr read --format json scans/ "photos/**/*.jpg"
+    htr read --format page --output-dir transcriptions/ scans/   # PAGE XML for Transkribus/eScriptorium
+
+PATH is an image file, a folder (its images, sorted by name) or a glob pattern. Results are printed in
+input order on stdout; a page's lines are joined by newlines (text), " / " (tsv), or listed with their boxes
+(JSON "lines"); JSON gives every line's words with their boxes and confidences. --format page (PAGE XML
+2019-07-15) or alto (ALTO 4.4) writes one XML file per image, IMAGE_STEM.xml beside it or in --output-dir,
+and prints "IMAGE -> XML (N lines)"; an existing file is kept unless --overwrite. An input that cannot be read
+gets one line on stderr and the others still run. On a CPU the network runs from the checkpoint's ONNX export
+beside it (a model folder's model.onnx; the shipped model's is int8) when it was made from that very checkpoint
+(--onnx; else PyTorch).
+Exit status: 0 when every image was read, 1 when some failed, 2 for usage errors or an unusable checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from htr.reading.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
+from htr.shipped import default_checkpoint
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
+CHUNK = 256  # images prepared and read together
+XML_FORMATS = ("page", "alto")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob pattern")
+    parser.add_argument("--checkpoint", default=default_checkpoint(),
+                        help="model checkpoint: .pth, model folder or hub repo id (see htr.hub)")  # fmt: skip
+    parser.add_argument(
+        "--format",
+        choices=["text", "json", "tsv", "page", "alto"],
+        default="text",
+        help="text: one line per image; json: JSON Lines with path, text, confidence, lines and words; "
+        "tsv: path<TAB>text<TAB>confidence; page / alto: a PAGE XML / ALTO file per image",
+    )
+    parser.add_argument("--output-dir", metavar="DIR", help="page / alto: write the XML files here (default: beside "
+                        "each image)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="page / alto: replace XML files that exist")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument(
+        "--precision", choices=["auto", "fp32", "bf16"], default="auto",
+        help="auto: bf16 on GPUs and on CPUs with native bf16 support, else fp32",
+    )  # fmt: skip
+    parser.add_argument(
+        "--segment", choices=["auto", "never", "always"], default="auto",
+        help="find the text lines of paragraph or page images; auto: when an image holds more than one line",
+    )  # fmt: skip
+    parser.add_argument(
+        "--line-finder", default="auto", metavar="PATH|classical",
+        help="how pages are split into lines: a trained line finder (htr.train_line_detector, .pt, or its ONNX "
+        "export, .onnx; auto: the shipped line_finder.pt, or its export line_finder.onnx when present and the "
+        "network runs in onnxruntime) or classical (ink profiles)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--onnx", default="auto", metavar="MODEL.onnx|auto|none",
+        help="run the network with onnxruntime (see htr.export); auto: the checkpoint's own export beside it (X.onnx "
+        "made from X.pth, or a model folder's model.onnx: the shipped model's is int8, about 2x faster) when "
+        "onnxruntime is installed and the model reads on the CPU with --precision auto; none: PyTorch",
+    )  # fmt: skip
+    add_decoder_arguments(parser, default="auto")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    check_decoder_arguments(parser, args)
+    if (args.output_dir or args.overwrite) and args.format not in XML_FORMATS:
+        parser.error("--output-dir and --overwrite go with --format page or alto")
+    return args
+
+
+def expand(path: str) -> tuple[list[str], str | None]:
+    """Image files named by ``path`` (file, folder or glob), or an error reason."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        return files, None if files else "folder holds no images"
+    if p.exists():
+        return [path], None
+    if glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if Path(f).is_file())
+        return files, None if files else "pattern matches no files"
+    return [], "no such file or folder"
+
+
+def failure_reason(file: str, error: Exception) -> str:
+    """One line saying why ``file`` could not be read."""
+    if isinstance(error, OSError) and error.strerror:  # permission denied, is a directory, ...
+        return error.strerror.lower()
+    if os.path.isfile(file) and os.path.getsize(file) == 0:
+        return "empty file"
+    if type(error).__name__ == "UnidentifiedImageError":
+        return "not an image, or a format Pillow cannot read"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def emit(fmt: str, path: str, readings: list, boxes: list | None, layouts: list | None = None) -> None:
+    """Print the result for one image: its line readings, their boxes when it was segmented, and (JSON) the
+    words of each line from ``layouts`` (``htr.reading.positions.LineLayout``)."""
+    from htr.reading.positions import words_json
+
+    text = "\n".join(r.text for r in readings)
+    confidence = sum(r.confidence for r in readings) / len(readings)
+    if fmt == "json":
+        result = {"path": path, "text": text, "confidence": round(confidence, 4)}
+        if boxes is not None:
+            result["lines"] = [
+                {"text": r.text, "box": list(box), "confidence": round(r.confidence, 4), "words": words_json(layout)}
+                for r, box, layout in zip(readings, boxes, layouts)
+            ]
+        else:
+            result["words"] = words_json(layouts[0])
+        print(json.dumps(result, ensure_ascii=False))
+    elif fmt == "tsv":
+        print(f"{path}\t{text.replace(chr(10), ' / ')}\t{confidence:.4f}")
+    else:
+        print(text)
+
+
+def xml_target(file: str, args: argparse.Namespace) -> Path:
+    """Where the PAGE/ALTO file of image ``file`` goes."""
+    return Path(args.output_dir or Path(file).parent) / (Path(file).stem + ".xml")
+
+
+def write_xml(file: str, target: Path, prepared, layouts: list, fmt: str) -> None:
+    """Write the PAGE/ALTO file of one image atomically and print its one-line summary."""
+    from htr.atomic_file import atomic_write
+    from htr.pages.page_export import WRITERS
+
+    data = WRITERS[fmt](Path(file).name, prepared.size, layouts)
+    atomic_write(target, lambda f: f.write(data))
+    print(f"{file} -> {target} ({len(layouts)} line{'s' if len(layouts) != 1 else ''})")
+
+
+def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: set[Path]) -> bool:
+    """Read and print (or write) ``files`` (lines of all of them batched together by width); True when one
+    failed. ``claimed``: XML files this run has written or will write (never two images to one file)."""
+    from htr.reading.preprocess import load_image
+
+    failed = False
+    positions = args.format in ("json", *XML_FORMATS)
+    wanted: list[tuple[str, Path | None]] = []  # files to read, and their XML files
+
+    def refuse(file: str, target: Path | None) -> bool:  # True: its XML file must not be written (said why)
+        if target is not None and (target in claimed or (target.exists() and not args.overwrite)):
+            why = "written for another image of this run" if target in claimed else "exists (--overwrite replaces it)"
+            print(f"{file}: not written: {target} {why}", file=sys.stderr)
+            return True
+        return False
+
+    for file in files:
+        target = xml_target(file, args) if args.format in XML_FORMATS else None
+        if refuse(file, target):
+            failed = True
+        else:
+            wanted.append((file, target))
+
+    def prepare(file: str):  # -> htr.inference.PreparedImage
+        return recognizer.prepare_image(load_image(file), args.segment)
+
+    read_ok: list[tuple[str, object, Path | None]] = []  # file, its prepared lines, its XML file
+    lines = []
+    # as many images at once as the network reads batches at once (ONNX Runtime: one per core; PyTorch: one, as its
+    # own threads use the cores): decoding, resizing and the line finder release the GIL
+    pool = ThreadPoolExecutor(recognizer.network.parallel_calls)
+    try:
+        for (file, target), preparing in zip(wanted, [pool.submit(prepare, file) for file, _ in wanted]):
+            try:
+                prepared = preparing.result()
+            except Exception as error:  # any decoding problem: name the file, go on with the others
+                print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
+                failed = True
+                continue
+            if refuse(file, target):  # an earlier image of this chunk has the same XML file
+                failed = True
+                continue
+            if target is not None:
+                claimed.add(target)
+            lines.extend(prepared.lines)
+            read_ok.append((file, prepared, target))
+    finally:  # Ctrl-C: the images not started yet are dropped, not prepared first
+        pool.shutdown(cancel_futures=True)
+    readings = iter(recognizer.read_prepared(lines, args.batch_size, with_positions=positions))
+    for file, prepared, target in read_ok:
+        mine = [next(readings) for _ in prepared.lines]
+        layouts = recognizer.layouts(prepared, mine) if positions else None
+        if target is None:
+            emit(args.format, file, mine, prepared.boxes, layouts)
+            continue
+        try:
+            write_xml(file, target, prepared, layouts, args.format)
+        except OSError as error:
+            print(f"{file}: cannot write {target}: {failure_reason(str(target), error)}", file=sys.stderr)
+            failed = True
+    sys.stdout.flush()
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from htr.cpu_share import CpuShare
+
+    cpu_share = CpuShare(period=1.0)  # the model's loading is its first look at what else runs
+    from htr.inference import Recognizer  # after parsing, so --help is instant; PyTorch only when it runs the model
+
+    try:
+        line_finder = None if args.line_finder == "classical" else args.line_finder
+        onnx = None if args.onnx == "none" else args.onnx
+        recognizer = Recognizer(args.checkpoint, args.device, args.precision, onnx, cpu_share, line_finder,
+                                **decoder_options(args))  # fmt: skip
+        for note in recognizer.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if line_finder not in (None, "auto"):
+            recognizer.line_finder()  # a file the user named: check it now, not at the first page
+    except (ValueError, OSError, ImportError) as error:  # htr.checkpoint.CheckpointError is a ValueError
+        print(f"error: {error}".splitlines()[0], file=sys.stderr)
+        return 2
+    failed = False
+    files: list[str] = []
+    for path in args.paths:
+        found, reason = expand(path)
+        if reason:
+            print(f"{path}: {reason}", file=sys.stderr)
+            failed = True
+        files.extend(found)
+    claimed: set[Path] = set()
+    for start in range(0, len(files), CHUNK):  # a chunk at a time: memory stays bounded on big folders
+        failed |= read_chunk(recognizer, files[start : start + CHUNK], args, claimed)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
