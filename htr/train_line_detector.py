@@ -30,21 +30,42 @@ from tqdm import tqdm
 from htr.checkpoint import atomic_save
 from htr.metrics import matched_boxes
 from htr.pages.column_rules import column_rules
-from htr.pages.line_detector import (
-    END_SHARE,
-    INPUT_SIDE,
-    OUTPUT_STRIDE,
-    LineDetector,
-    boxes_from_kernels,
-    kernel_target,
-    letter_heights,
-    network_input,
-    widened,
-)
+from htr.pages.line_detector import LineDetector, letter_heights, widened
+from htr.pages.line_finder import END_SHARE, INPUT_SIDE, KERNEL_SHARE, OUTPUT_STRIDE, boxes_from_kernels, network_input
 from htr.training.weight_average import weight_average
 
 CROP = 512
 END_EXTENDS = (0.05, 0.1, 0.15, 0.25)  # box growth at line ends tried on the held-out pages
+
+
+def kernel_target(shape: tuple[int, int], polygons: list[np.ndarray], end_share: float = END_SHARE) -> np.ndarray:
+    """(H, W) uint8 map of the lines' kernels: for every column of each polygon, the middle ``KERNEL_SHARE`` of its
+    height, less ``end_share`` of its mean height at each end. ``polygons``: (K, 2) float arrays of x, y in the
+    map's pixels."""
+    target = np.zeros(shape, np.uint8)
+    for polygon in polygons:
+        left, top = np.floor(polygon.min(axis=0)).astype(int)
+        right, bottom = np.ceil(polygon.max(axis=0)).astype(int) + 1
+        left, top, right, bottom = max(left, 0), max(top, 0), min(right, shape[1]), min(bottom, shape[0])
+        if right <= left or bottom <= top:
+            continue
+        local = np.zeros((bottom - top, right - left), np.uint8)
+        cv2.fillPoly(local, [np.round(polygon - [left, top]).astype(np.int32)], 1)
+        filled = local.any(axis=0)
+        rows = np.arange(local.shape[0])[:, None]
+        first = np.where(filled, local.argmax(axis=0), 0)
+        last = np.where(filled, local.shape[0] - 1 - local[::-1].argmax(axis=0), -1)
+        margin = (last - first + 1) * (1 - KERNEL_SHARE) / 2
+        core = (rows >= first + np.floor(margin)) & (rows <= last - np.floor(margin)) & filled
+        columns = np.flatnonzero(filled)
+        if len(columns):
+            trim = int(end_share * (last - first + 1)[filled].mean())
+            a, b = columns[0] + trim, columns[-1] - trim
+            a, b = (a, b) if a <= b else ((a + b) // 2, (a + b) // 2)  # a short word: its middle column
+            core[:, : max(a, 0)] = False
+            core[:, b + 1 :] = False
+        target[top:bottom, left:right] |= core.astype(np.uint8)
+    return target
 
 
 def prepare_page(gray: np.ndarray, polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list]:

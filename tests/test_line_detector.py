@@ -8,17 +8,10 @@ import pytest
 import torch
 
 from htr.metrics import box_iou, matched_boxes
-from htr.pages.line_detector import (
-    OUTPUT_STRIDE,
-    LineDetector,
-    LineFinder,
-    boxes_from_kernels,
-    kernel_target,
-    network_input,
-    reading_order,
-    widened,
-)
+from htr.pages.line_detector import LineDetector, widened
+from htr.pages.line_finder import OUTPUT_STRIDE, LineFinder, boxes_from_kernels, network_input, reading_order
 from htr.pages.page_xml import read_page
+from htr.train_line_detector import kernel_target
 from tests.test_segment import make_page
 
 PAGE_XML = """<?xml version="1.0" encoding="UTF-8"?>

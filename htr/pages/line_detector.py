@@ -1,4 +1,5 @@
-"""The line finder's network and training targets: a U-Net that marks the core of every text line of a page.
+"""The line finder's network: a U-Net that marks the core of every text line of a page (its training targets:
+``htr.train_line_detector.kernel_target``).
 
 How its map becomes lines, and reading with a trained finder (in PyTorch or ONNX Runtime): ``htr.pages.line_finder``.
 Trained by ``python -m htr.train_line_detector`` on pages with line polygons (PAGE/ALTO) and composed pages.
@@ -6,24 +7,10 @@ Trained by ``python -m htr.train_line_detector`` on pages with line polygons (PA
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from htr.pages.line_finder import (  # noqa: F401  (also importable from here, as before htr.pages.line_finder)
-    END_SHARE,
-    INPUT_SIDE,
-    KERNEL_SHARE,
-    OUTPUT_STRIDE,
-    Box,
-    LineFinder,
-    boxes_from_kernels,
-    join_side_by_side,
-    network_input,
-    reading_order,
-)
 
 
 def _block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -115,33 +102,3 @@ def letter_heights(inks: list[np.ndarray]) -> tuple[float, float]:
 
     heights = [component_height((ink > 127).astype(np.uint8)) for ink in inks]
     return float(np.percentile(heights, 10)), float(np.percentile(heights, 90))
-
-
-def kernel_target(shape: tuple[int, int], polygons: list[np.ndarray], end_share: float = END_SHARE) -> np.ndarray:
-    """(H, W) uint8 map of the lines' kernels: for every column of each polygon, the middle ``KERNEL_SHARE`` of its
-    height, less ``end_share`` of its mean height at each end. ``polygons``: (K, 2) float arrays of x, y in the
-    map's pixels."""
-    target = np.zeros(shape, np.uint8)
-    for polygon in polygons:
-        left, top = np.floor(polygon.min(axis=0)).astype(int)
-        right, bottom = np.ceil(polygon.max(axis=0)).astype(int) + 1
-        left, top, right, bottom = max(left, 0), max(top, 0), min(right, shape[1]), min(bottom, shape[0])
-        if right <= left or bottom <= top:
-            continue
-        local = np.zeros((bottom - top, right - left), np.uint8)
-        cv2.fillPoly(local, [np.round(polygon - [left, top]).astype(np.int32)], 1)
-        filled = local.any(axis=0)
-        rows = np.arange(local.shape[0])[:, None]
-        first = np.where(filled, local.argmax(axis=0), 0)
-        last = np.where(filled, local.shape[0] - 1 - local[::-1].argmax(axis=0), -1)
-        margin = (last - first + 1) * (1 - KERNEL_SHARE) / 2
-        core = (rows >= first + np.floor(margin)) & (rows <= last - np.floor(margin)) & filled
-        columns = np.flatnonzero(filled)
-        if len(columns):
-            trim = int(end_share * (last - first + 1)[filled].mean())
-            a, b = columns[0] + trim, columns[-1] - trim
-            a, b = (a, b) if a <= b else ((a + b) // 2, (a + b) // 2)  # a short word: its middle column
-            core[:, : max(a, 0)] = False
-            core[:, b + 1 :] = False
-        target[top:bottom, left:right] |= core.astype(np.uint8)
-    return target
