@@ -42,8 +42,7 @@ def word_fit(recognizer: Recognizer, texts: list[str], count: int, seed: int) ->
     for k in range(count):
         text = texts[int(rng.integers(len(texts)))]
         image, truth = render_text_with_words(text, fonts[k % len(fonts)], rng, height=int(rng.integers(40, 120)))
-        prepared = recognizer.prepare_image(image, "never")
-        layout = recognizer.layouts(prepared, recognizer.read_prepared(prepared.lines, with_positions=True))[0]
+        layout = recognizer.read_page(image, "never").lines[0]
         best += [max((box_iou(t, w.box) for w in layout.words), default=0.0) for t in truth]
     scores = np.array(best)
     return float((scores >= 0.5).mean()), float(scores.mean()), len(scores)
@@ -79,7 +78,7 @@ def main() -> None:
                 readings = recognizer.read_prepared(lines, with_positions=with_positions)
                 if with_positions:
                     for p, r in zip(prepared, readings):
-                        recognizer.layouts(p, [r])
+                        recognizer.page(p, [r])
                 took = time.perf_counter() - start
                 print(f"  {len(lines)} lines {'with' if with_positions else 'without'} positions: {took:.2f} s")
 

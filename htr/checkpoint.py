@@ -9,8 +9,6 @@ training record of ``htr.train`` (data, recipe, hardware). ``metrics["evaluation
 
 from __future__ import annotations
 
-import pickle
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +18,7 @@ from htr import __version__
 from htr.alphabet import Alphabet
 from htr.atomic_file import atomic_write
 from htr.model import CRNN, ModelConfig
-
-FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or not one of ours."""
+from htr.model_files import FORMAT_VERSION, CheckpointError
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -56,41 +49,11 @@ def model_checkpoint(
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint dict safely (``weights_only=True``); raise CheckpointError with a clear reason.
 
-    ``path`` may also be a model folder or a Hugging Face Hub repo id (``htr.hub``): the same dict comes back."""
-    from htr import hub
+    ``path`` may also be a model folder or a Hugging Face Hub repo id: the same dict comes back
+    (``htr.bundle.open_model`` decides which it is)."""
+    from htr.bundle import open_model
 
-    if Path(path).is_dir():
-        return hub.read_pretrained(path)
-    if hub.is_repo_id(str(path)):
-        return hub.read_pretrained(hub.download(str(path)))
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint not found: {path} (the shipped model, handwriting_recognizer_best.pth, is at the top of a "
-            "checkout of the repository; pass --checkpoint or set HTR_CHECKPOINT for another, or train one with "
-            "`htr train` or the notebook)"
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. pickle-protocol notes; refusals still raise
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: corrupt, or holds objects other than tensors and plain data "
-            "(htr only loads weights, never code)"
-        ) from None
-    except Exception as error:  # damaged files make torch raise EOFError, RuntimeError, IndexError, ...
-        reason = str(error).split(". ")[0].splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: truncated or damaged file ({reason})") from None
-    if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "alphabet" not in checkpoint:
-        raise CheckpointError(f"{path} is not an htr model checkpoint (no model_config/alphabet)")
-    version = checkpoint.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {version} (written by htr {checkpoint.get('htr_version', '?')}); "
-            f"this htr {__version__} reads format {FORMAT_VERSION}"
-        )
-    return checkpoint
+    return open_model(path).checkpoint()
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[CRNN, Alphabet]:
@@ -130,33 +93,3 @@ def load_weights_extending_classes(model: CRNN, state_dict: dict[str, torch.Tens
         merged[name] = value
     model.load_state_dict(merged)
     return added
-
-
-def write_checkpoint(checkpoint: dict, path: str | Path) -> None:
-    """Write a checkpoint dict back where it was read from: a ``.pth`` file or a model folder, atomically."""
-    if Path(path).is_dir():
-        from htr import hub
-
-        hub.save_pretrained(checkpoint, path)
-    elif Path(path).is_file():
-        atomic_save(checkpoint, path)
-    else:
-        raise CheckpointError(f"{path}: only a local checkpoint file or model folder can be changed")
-
-
-def store_lm(path: str | Path, lm) -> None:
-    """Put a character language model (``htr.lm.CharLM``) into an existing checkpoint or folder, atomically."""
-    checkpoint = read_checkpoint(path)
-    checkpoint["lm"] = lm.to_state()
-    write_checkpoint(checkpoint, path)
-
-
-def record_evaluation(path: str | Path, entry: dict) -> None:
-    """Add an evaluation (``dataset``, ``split``, ``decoder``, ``lines``, ``cer``, ``wer``) to a checkpoint's
-    ``metrics["evaluations"]``, replacing an earlier one of the same dataset, split and decoder."""
-    checkpoint = read_checkpoint(path)
-    metrics = checkpoint.setdefault("metrics", {})
-    key = (entry["dataset"], entry["split"], entry["decoder"])
-    kept = [e for e in metrics.get("evaluations", []) if (e["dataset"], e["split"], e["decoder"]) != key]
-    metrics["evaluations"] = [*kept, dict(entry)]
-    write_checkpoint(checkpoint, path)

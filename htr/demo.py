@@ -62,43 +62,35 @@ class DemoReader:
 
     def read(self, image: Image.Image, decoder: str = next(iter(DECODERS))) -> DemoResult:
         from htr.pages.page_export import WRITERS
-        from htr.reading.positions import words_json
 
         image = on_white(image)
-        self.recognizer.decoder = self.decoders[decoder]
-        prepared = self.recognizer.prepare_image(image)
-        readings = self.recognizer.read_prepared(prepared.lines, with_positions=True)
-        layouts = self.recognizer.layouts(prepared, readings)
+        name = "image.png"
+        page = self.recognizer.read_page(image, decoder=self.decoders[decoder], source=name)
         annotated = image.copy()
         draw = ImageDraw.Draw(annotated)
         words: list[tuple[str, str | None]] = []
-        for number, layout in enumerate(layouts):
-            draw.rectangle(layout.box, outline=(0, 160, 60), width=3)
-            draw.text((layout.box[0] + 4, max(0, layout.box[1] - 14)), f"{layout.confidence:.0%}", fill=(0, 120, 40))
-            for word in layout.words:
+        for number, line in enumerate(page.lines):
+            draw.rectangle(line.box, outline=(0, 160, 60), width=3)
+            draw.text((line.box[0] + 4, max(0, line.box[1] - 14)), f"{line.confidence:.0%}", fill=(0, 120, 40))
+            for word in line.words:
                 unsure = word.confidence < UNSURE
                 if unsure:
                     draw.rectangle(word.box, outline=(220, 40, 40), width=2)
                 words += [(word.text, "unsure" if unsure else None), (" ", None)]
-            if number + 1 < len(layouts):
+            if number + 1 < len(page.lines):
                 words.append(("\n", None))
         self.count += 1
         stem = self.output / f"reading-{self.count}"
-        name = "image.png"
-        result = {"text": "\n".join(r.text for r in readings), "lines": [
-            {"text": l.text, "box": list(l.box), "confidence": round(l.confidence, 4),
-             "words": words_json(l)}
-            for l in layouts]}  # fmt: skip  # noqa: E741
         files = [stem.with_suffix(".json")]
-        files[0].write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        files[0].write_text(json.dumps(page.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
         for fmt, writer in WRITERS.items():
             path = stem.parent / f"{stem.name}.{fmt}.xml"
-            path.write_bytes(writer(name, prepared.size, layouts))
+            path.write_bytes(writer(page))
             files.append(path)
         unsure = sum(label == "unsure" for _, label in words)
-        summary = (f"{len(layouts)} line{'s' if len(layouts) != 1 else ''} read, {unsure} word"
+        summary = (f"{len(page.lines)} line{'s' if len(page.lines) != 1 else ''} read, {unsure} word"
                    f"{'s' if unsure != 1 else ''} below {UNSURE:.0%} confidence marked")  # fmt: skip
-        return DemoResult(result["text"], annotated, words, [str(f) for f in files], summary)
+        return DemoResult(page.text, annotated, words, [str(f) for f in files], summary)
 
 
 def build_app(reader: DemoReader):  # -> gradio.Blocks

@@ -73,8 +73,9 @@ def write_lines(path: str, references: list[str], readings: list[Reading]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint, record_evaluation
+    from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
     from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits, source_name
+    from htr.hub import record_evaluation
     from htr.reading.decode import make_decoder
     from htr.reading.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
     from htr.runtime import resolve_device, resolve_precision

@@ -60,8 +60,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path) -> None:
 
     from safetensors.torch import save
 
-    from htr.hub import lm_tensors
-    from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, export_location, file_sha256
+    from htr.model_files import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, export_location, file_sha256, lm_tensors
 
     state = read_checkpoint(checkpoint)
     model, alphabet = model_from_checkpoint(state, checkpoint)
@@ -104,7 +103,7 @@ def export_line_finder(finder_path: str | Path, output: str | Path) -> None:
             output_names=["logits"], dynamic_axes={"ink": {2: "height", 3: "width"}, "logits": {2: "rows", 3: "cols"}},
             opset_version=OPSET, dynamo=False,
         )  # fmt: skip
-    from htr.reading.onnx_network import SOURCE_KEY, file_sha256
+    from htr.model_files import SOURCE_KEY, file_sha256
 
     graph = onnx.load(str(output))
     graph.metadata_props.add(key=ONNX_METADATA, value=json.dumps(finder.settings()))
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None and not (Path(source).is_file() or (Path(source).is_dir() and not args.line_finder)):
         parser.error(f"{source} is not a file or model folder: name the export with -o")
     if args.output is None:
-        from htr.reading.onnx_network import export_location
+        from htr.model_files import export_location
 
         args.output = str(Path(source).with_suffix(".onnx") if args.line_finder else export_location(source)[0])
     if args.line_finder:

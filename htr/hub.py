@@ -21,33 +21,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from htr.atomic_file import atomic_write
-
-if TYPE_CHECKING:
-    import torch
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-LM_NAME = "lm.safetensors"
-CARD_NAME = "README.md"
-ONNX_NAME = "model.onnx"  # optional: the network exported for ONNX Runtime, made from WEIGHTS_NAME
-FOLDER_FILES = [CONFIG_NAME, WEIGHTS_NAME, LM_NAME, CARD_NAME, ONNX_NAME]
-PICKLE_SUFFIXES = {".bin", ".pth", ".pt", ".pkl", ".pickle", ".ckpt"}
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
-CHECKPOINT_KEYS = ("format_version", "htr_version", "name", "model_config", "alphabet", "metrics", "training")
-
-
-def is_repo_id(text: str) -> bool:
-    """Whether ``text`` can only mean a hub repository: shaped ``owner/name[@revision]``, not a local path,
-    and not named like a checkpoint file."""
-    return (
-        bool(REPO_ID.match(text)) and not Path(text).exists() and Path(text.split("@")[0]).suffix not in PICKLE_SUFFIXES
-    )
+from htr.checkpoint import atomic_save, read_checkpoint
+from htr.model_files import (  # noqa: F401  (the folder's names, also used from here)
+    CARD_NAME,
+    CHECKPOINT_KEYS,
+    CONFIG_NAME,
+    FOLDER_FILES,
+    LM_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    download,
+    is_repo_id,
+    lm_tensors,
+    read_for_decoding,
+    read_pretrained,
+)
 
 
 def save_pretrained(checkpoint: dict, folder: str | Path) -> Path:
@@ -70,10 +63,38 @@ def save_pretrained(checkpoint: dict, folder: str | Path) -> Path:
     return folder
 
 
+def write_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """Write a checkpoint dict back where it was read from: a ``.pth`` file or a model folder, atomically."""
+    if Path(path).is_dir():
+        save_pretrained(checkpoint, path)
+    elif Path(path).is_file():
+        atomic_save(checkpoint, path)
+    else:
+        raise CheckpointError(f"{path}: only a local checkpoint file or model folder can be changed")
+
+
+def store_lm(path: str | Path, lm) -> None:
+    """Put a character language model (``htr.lm.CharLM``) into an existing checkpoint or folder, atomically."""
+    checkpoint = read_checkpoint(path)
+    checkpoint["lm"] = lm.to_state()
+    write_checkpoint(checkpoint, path)
+
+
+def record_evaluation(path: str | Path, entry: dict) -> None:
+    """Add an evaluation (``dataset``, ``split``, ``decoder``, ``lines``, ``cer``, ``wer``) to a checkpoint's
+    ``metrics["evaluations"]``, replacing an earlier one of the same dataset, split and decoder."""
+    checkpoint = read_checkpoint(path)
+    metrics = checkpoint.setdefault("metrics", {})
+    key = (entry["dataset"], entry["split"], entry["decoder"])
+    kept = [e for e in metrics.get("evaluations", []) if (e["dataset"], e["split"], e["decoder"]) != key]
+    metrics["evaluations"] = [*kept, dict(entry)]
+    write_checkpoint(checkpoint, path)
+
+
 def export_source(export: str | Path) -> str | None:
     """The SHA-256 an ONNX export recorded of the file it was made from (``htr.export``), read with ``onnx``
     when installed, else ONNX Runtime; None when it recorded none or cannot be read."""
-    from htr.reading.onnx_network import SOURCE_KEY
+    from htr.model_files import SOURCE_KEY
 
     try:
         import onnx
@@ -91,7 +112,7 @@ def export_source(export: str | Path) -> str | None:
 
 def export_is_current(export: str | Path, source: str | Path) -> bool:
     """Whether an ONNX export was made from ``source`` as that file is now (``made_from`` on its recorded SHA)."""
-    from htr.reading.onnx_network import made_from
+    from htr.model_files import made_from
 
     return made_from(export_source(export), source)
 
@@ -101,7 +122,7 @@ def carry_export(checkpoint: str | Path, folder: str | Path) -> str:
     a folder just written from it as ``model.onnx``, recording the folder's weights as its source and leaving out
     the LM the export may hold (a folder's reader takes ``lm.safetensors``); needs ``onnx``. A one-line note of what
     was done, or "" when the checkpoint has no current export."""
-    from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, export_location, file_sha256
+    from htr.model_files import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, export_location, file_sha256
 
     export, source = export_location(checkpoint)
     target = Path(folder) / ONNX_NAME
@@ -141,132 +162,9 @@ def write_config(config: dict, folder: str | Path) -> None:
     atomic_write(folder / CARD_NAME, lambda f: f.write(card.encode("utf-8")))
 
 
-def lm_tensors(lm: dict) -> dict[str, torch.Tensor]:
-    """A checkpoint's LM state (``htr.lm.CharLM.to_state``) as plain tensors: n-gram strings as UTF-8 bytes."""
-    import torch
-
-    def text(value: str) -> torch.Tensor:
-        return torch.frombuffer(bytearray(value.encode("utf-8")), dtype=torch.uint8).clone()
-
-    return {
-        "ngrams": text(lm["ngrams"]),
-        "logprobs": lm["logprobs"].to(torch.float32).contiguous(),
-        "backoff_ngrams": text(lm["backoff_ngrams"]),
-        "backoffs": lm["backoffs"].to(torch.float32).contiguous(),
-    }
-
-
-def folder_lm(folder: Path, config: dict, load_file) -> dict | None:
-    """The LM state (``htr.lm.CharLM.from_state`` reads it) of a model folder with this config, or None when it
-    has none; ``load_file``: safetensors' loader for PyTorch or NumPy tensors."""
-    if not config.get("language_model"):
-        return None
-    return lm_from_tensors(load_file(folder / LM_NAME), int(config["language_model"]["order"]))
-
-
-def lm_from_tensors(tensors: dict, order: int) -> dict:
-    """The LM state (``htr.lm.CharLM.from_state`` reads it) of ``lm_tensors``' output, PyTorch or NumPy."""
-    import numpy as np
-
-    def text(key: str) -> str:
-        return bytes(np.asarray(tensors[key])).decode("utf-8")
-
-    return {"order": order, "ngrams": text("ngrams"), "logprobs": tensors["logprobs"],
-            "backoff_ngrams": text("backoff_ngrams"), "backoffs": tensors["backoffs"]}  # fmt: skip
-
-
-def read_for_decoding(folder: str | Path) -> dict:
-    """What decoding the outputs of an exported network needs from a model folder, read without PyTorch: its
-    ``alphabet`` and, when it has one, its ``lm`` state (as in a checkpoint dict). ValueError in one line."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    folder = Path(folder)
-    try:
-        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-        state = {"alphabet": str(config["alphabet"])}
-        lm = folder_lm(folder, config, load_file)
-        if lm is not None:
-            state["lm"] = lm
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{folder}: cannot read its alphabet or language model ({reason})") from None
-    return state
-
-
-def read_pretrained(folder: str | Path) -> dict:
-    """A model folder as the checkpoint dict ``htr.checkpoint.read_checkpoint`` returns (weights never pickled)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from htr.checkpoint import FORMAT_VERSION, CheckpointError
-
-    folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not weights_path.is_file():
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise CheckpointError(
-                f"{folder} holds pickled weights ({', '.join(pickles)}), not {WEIGHTS_NAME}: refused "
-                "(pickles can run code; convert a .pth you trust with `python -m htr.hub export`)"
-            )
-        raise CheckpointError(f"{folder} is not an htr model folder (no {WEIGHTS_NAME})")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{config_path}: cannot read it ({str(error).splitlines()[0]})") from None
-    if (
-        not isinstance(config, dict)
-        or not isinstance(config.get("model_config"), dict)
-        or not isinstance(config.get("alphabet"), str)
-    ):
-        raise CheckpointError(f"{config_path} is not an htr model config (no model_config/alphabet)")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{folder} has format {config.get('format_version')} (written by htr {config.get('htr_version', '?')}); "
-            f"this htr reads format {FORMAT_VERSION}"
-        )
-    checkpoint = {key: config[key] for key in CHECKPOINT_KEYS if key in config}
-    checkpoint.setdefault("metrics", {})
-    try:
-        checkpoint["state_dict"] = load_file(weights_path)
-        lm = folder_lm(folder, config, load_file)
-        if lm is not None:
-            checkpoint["lm"] = lm
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{folder}: cannot read its weights or language model ({reason})") from None
-    return checkpoint
-
-
-def download(repo_id: str) -> Path:
-    """The model folder of a hub repository (``owner/name[@revision]``), fetched into the hub's cache; only the
-    folder's files (``FOLDER_FILES``) are downloaded. Offline, or no such repository: CheckpointError in one line."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    from htr.checkpoint import CheckpointError
-
-    name, _, revision = repo_id.partition("@")
-    try:
-        return Path(snapshot_download(name, revision=revision or None, allow_patterns=FOLDER_FILES))
-    except RepositoryNotFoundError:
-        raise CheckpointError(f"{repo_id}: no such model on the Hugging Face Hub (nor a local path)") from None
-    except LocalEntryNotFoundError:
-        raise CheckpointError(
-            f"{repo_id} is not a local path and the Hugging Face Hub cannot be reached (offline?); "
-            "give a local checkpoint or model folder"
-        ) from None
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{repo_id}: cannot download it from the Hugging Face Hub ({reason})") from None
-
-
 def push(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
     """Upload a model folder to a hub model repository (created when missing); returns the commit URL."""
     from huggingface_hub import HfApi
-
-    from htr.checkpoint import CheckpointError
 
     read_pretrained(folder)  # never push a folder that would not load
     export = Path(folder) / ONNX_NAME
@@ -426,7 +324,6 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("repo_id")
     upload.add_argument("--private", action="store_true")
     args = parser.parse_args(argv)
-    from htr.checkpoint import CheckpointError, read_checkpoint
 
     try:
         if args.command == "push":

@@ -16,11 +16,13 @@ from PIL import Image
 
 from htr.alphabet import Alphabet
 from htr.batching import bucketed_batches
+from htr.bundle import open_model
 from htr.cpu_share import CpuShare
 from htr.model_config import ModelConfig
 from htr.pages.segment import looks_like_one_line, segment_page, side_by_side
 from htr.reading.decode import Decoder, confidences, make_decoder
-from htr.reading.positions import CharSpan, LineLayout, align, line_layout
+from htr.reading.page_result import Page
+from htr.reading.positions import CharSpan, align, line_layout
 from htr.reading.preprocess import (
     Placement,
     has_ink,
@@ -147,19 +149,15 @@ class Recognizer:
         cpu_share: CpuShare | None = None, line_finder: str | Path | None = "auto", **decoder_options,
     ) -> None:  # fmt: skip
         self.notes: list[str] = []  # one-line remarks for the user (e.g. why an export beside the checkpoint is unused)
-        from htr.hub import download, is_repo_id
-
-        if is_repo_id(str(checkpoint)):  # a hub model: its folder, whose model.onnx may serve as for a local one
-            checkpoint = download(str(checkpoint))
+        own_lm = decoder_options.get("decoder", "auto") != "greedy" and decoder_options.get("lm", "auto") == "auto"
+        # a .pth, a model folder or a hub model, told apart once; not needed for a given export read without its LM
+        self.bundle = None if onnx not in ("auto", None) and not own_lm else open_model(checkpoint)
         exported = None
-        if onnx == "auto":  # the export beside the checkpoint when it reads on the CPU as the user left it to us
+        if onnx == "auto":  # the model's own export when it reads on the CPU as the user left it to us
             on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
             if on_cpu and precision == "auto":
-                from htr.reading.onnx_network import export_beside
-
-                exported, note = export_beside(checkpoint)
+                exported, note = self.bundle.onnx_network()
                 self.notes += [note] if note else []
-            onnx = None
         elif onnx is not None:
             from htr.reading.onnx_network import OnnxNetwork
 
@@ -168,15 +166,15 @@ class Recognizer:
         self.network: Network
         if exported is not None:  # ONNX Runtime runs the network on the CPU; decoding then needs no PyTorch
             self.network, self.alphabet = exported, exported.alphabet
-            state = self._decoding_state(exported, checkpoint, decoder_options)
+            state = self.bundle.decoding_state(exported) if own_lm else {}  # greedy or a given LM: none needed
             self.runtime = "onnxruntime"
         else:
-            from htr.checkpoint import model_from_checkpoint, read_checkpoint
+            from htr.checkpoint import model_from_checkpoint
             from htr.runtime import TorchNetwork, resolve_device, resolve_precision
 
             resolved = self._device = resolve_device(device)
-            state = read_checkpoint(checkpoint)
-            model, self.alphabet = model_from_checkpoint(state, checkpoint, resolved)
+            state = self.bundle.checkpoint()
+            model, self.alphabet = model_from_checkpoint(state, self.bundle.given, resolved)
             self.network = TorchNetwork(model, resolved, resolve_precision(precision, resolved), cpu_share)
             self.runtime = "pytorch"
         self.decoder = make_decoder(state, **decoder_options)
@@ -195,26 +193,6 @@ class Recognizer:
         self._line_finder = None
         self._loading_finder = threading.Lock()  # pages may be prepared in several threads at once
 
-    @staticmethod
-    def _decoding_state(exported, checkpoint: str | Path, decoder_options: dict) -> dict:
-        """The alphabet and LM for decoding an export's outputs: the LM the export holds, else the checkpoint's
-        (a model folder's is read without PyTorch); none needed for greedy decoding or a given ``lm``."""
-        if decoder_options.get("decoder", "auto") == "greedy" or decoder_options.get("lm", "auto") != "auto":
-            return {}
-        if Path(checkpoint).is_dir():  # a folder's own LM, even when the export holds one (it may be newer)
-            from htr.hub import read_for_decoding
-
-            state = read_for_decoding(checkpoint)
-        elif exported.has_lm:
-            return exported.decoding_state()
-        else:
-            from htr.checkpoint import read_checkpoint
-
-            state = read_checkpoint(checkpoint)  # for its language model
-        if state["alphabet"] != exported.alphabet.chars:
-            raise ValueError(f"{exported.path} was not exported from {checkpoint} (their alphabets differ)")
-        return state
-
     def line_finder(self):  # -> htr.pages.line_finder.LineFinder | None
         """The trained line finder, loaded on first use; None: pages go to the classical segmenter."""
         with self._loading_finder:
@@ -222,8 +200,8 @@ class Recognizer:
 
     def _load_line_finder(self):
         if self._line_finder is None and self.line_finder_path is not None:
+            from htr.model_files import made_from
             from htr.pages.line_finder import LineFinder
-            from htr.reading.onnx_network import made_from
 
             # pages are prepared side by side when the network reads side by side (predict.py): the finder gets the
             # network's share of cores per call (60 real pages: 54.7-59.7 s instead of 61.8-63.1; one page alone 0.33 s
@@ -277,24 +255,35 @@ class Recognizer:
         prepared = self.prepare_image(image, segment)
         return prepared.lines, prepared.boxes
 
-    def layouts(self, prepared: PreparedImage, readings: list[Reading]) -> list[LineLayout]:
-        """Each line's box, baseline, words and characters in the image's pixels (``readings`` read with
-        ``with_positions``)."""
+    def page(self, prepared: PreparedImage, readings: list[Reading], source: str = "") -> Page:
+        """The `Page` of a prepared image whose lines were read (`read_prepared`): each line's box and baseline in
+        the image's pixels, and its words and characters when read ``with_positions``."""
         factor = self.network.config.width_factor
         boxes = prepared.boxes or [None] * len(prepared.lines)
-        return [
+        lines = [
             line_layout(r.text, r.confidence, r.chars, line, placement, factor, box)
             for r, line, placement, box in zip(readings, prepared.lines, prepared.placements, boxes)
         ]
+        return Page(source, prepared.size, lines, prepared.boxes is not None)
+
+    def read_page(
+        self, image: Image.Image, segment: str = "auto", decoder: Decoder | None = None, source: str = ""
+    ) -> Page:
+        """Read one image (a line, or a page split into lines; see `prepare_image`) into a `Page` with word boxes;
+        ``decoder``: this call's (``htr.reading.decode.make_decoder``), else the recognizer's."""
+        prepared = self.prepare_image(image, segment)
+        return self.page(prepared, self.read_prepared(prepared.lines, with_positions=True, decoder=decoder), source)
 
     def read_prepared(
-        self, lines: list[np.ndarray], batch_size: int = 16, with_positions: bool = False
-    ) -> list[Reading]:
+        self, lines: list[np.ndarray], batch_size: int = 16, with_positions: bool = False,
+        decoder: Decoder | None = None,
+    ) -> list[Reading]:  # fmt: skip
         """Readings of preprocessed lines (from ``prepare`` or ``prepare_image``), in input order;
-        ``with_positions``: with their characters' frames, for `layouts`."""
+        ``with_positions``: with their characters' frames, for `page`; ``decoder``: this call's, else the
+        recognizer's (it is never changed by a call)."""
         widths = [line.shape[-1] for line in lines]
         return transcribe(
-            self.network, self.alphabet, widths, lines.__getitem__, batch_size, self.decoder,
+            self.network, self.alphabet, widths, lines.__getitem__, batch_size, decoder or self.decoder,
             # PyTorch: predict.py over 390 lines peaks at 676 MiB instead of 907 (fewer shapes for its kernel caches),
             # same speed and CER; ONNX Runtime: 2.2% of the batches is padding instead of 4.6%, 2-3% faster
             pad_to=8 if self.runtime == "onnxruntime" else 64,

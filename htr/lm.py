@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output:
             Path(args.output).write_text(lm.to_arpa(), encoding="utf-8")
         if args.into:
-            from htr.checkpoint import store_lm
+            from htr.hub import store_lm
 
             store_lm(args.into, lm)
     except Exception as error:  # one clear line at the command-line edge

@@ -11,7 +11,8 @@ from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, model_checkpoint
 from htr.export import export_onnx
 from htr.model import CRNN, ModelConfig
-from htr.reading.onnx_network import LM_KEY, LM_ORDER_KEY, OnnxNetwork, export_beside
+from htr.model_files import LM_KEY, LM_ORDER_KEY
+from htr.reading.onnx_network import OnnxNetwork, export_beside
 from tests.conftest import render_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +145,8 @@ def test_onnx_beam_search_with_a_model_folder_never_imports_pytorch(tmp_path):
 
 
 def test_the_export_beside_a_checkpoint_reads_by_default_until_the_checkpoint_changes(tmp_path):
-    from htr.checkpoint import read_checkpoint, record_evaluation
+    from htr.checkpoint import read_checkpoint
+    from htr.hub import record_evaluation
     from htr.inference import Recognizer
     from htr.lm import CharLM
 

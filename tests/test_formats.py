@@ -105,8 +105,7 @@ def test_word_boxes_of_rendered_lines_overlap_the_true_ones():
         image, truth = render_text_with_words(texts[k % 3], fonts[(5 * k) % len(fonts)], rng, height=70)
         canvas = Image.new("L", (image.width + 100, image.height + 70), int(np.median(np.asarray(image))))
         canvas.paste(image, (60, 40))  # off the origin: boxes must come back in the image's pixels
-        prepared = recognizer.prepare_image(canvas, "never")
-        (layout,) = recognizer.layouts(prepared, recognizer.read_prepared(prepared.lines, with_positions=True))
+        (layout,) = recognizer.read_page(canvas, "never").lines
         assert all(0 <= w.confidence <= 1 for w in layout.words)
         shifted = [(a + 60, b + 40, c + 60, d + 40) for a, b, c, d in truth]
         best += [max((box_iou(t, w.box) for w in layout.words), default=0.0) for t in shifted]
@@ -174,6 +173,29 @@ def test_xml_files_are_never_overwritten_unless_asked(handwritten_page, tmp_path
     assert not list(out.glob(".*.tmp"))
     result = predict("--output-dir", str(out), str(page_path))
     assert result.returncode == 2 and "--format page or alto" in result.stderr
+
+
+def test_a_page_is_what_reading_returns_and_the_decoder_is_chosen_per_call(handwritten_page):
+    """Recognizer.read_page gives a Page of Lines of Words (boxes in the image's pixels); its JSON is predict.py's;
+    a call's decoder leaves the recognizer's own decoder as it was."""
+    from htr.inference import Recognizer
+    from htr.reading.decode import make_decoder
+    from htr.reading.page_result import Line, Page, Word
+
+    recognizer = Recognizer(ROOT / "handwriting_recognizer_best.pth", "cpu", line_finder="auto")
+    own = recognizer.decoder
+    image = Image.open(handwritten_page[0])
+    beam = recognizer.read_page(image, source=str(handwritten_page[0]))
+    greedy = recognizer.read_page(image, decoder=make_decoder({}, decoder="greedy"))
+    assert recognizer.decoder is own and own.lm is not None  # never swapped on the shared object
+    assert isinstance(beam, Page) and beam.segmented and len(beam.lines) == 4
+    assert all(isinstance(line, Line) and all(isinstance(w, Word) for w in line.words) for line in beam.lines)
+    assert beam.text == "\n".join(line.text for line in beam.lines) and len(greedy.lines) == 4
+    width, height = beam.size
+    assert all(0 <= w.box[0] < w.box[2] <= width and 0 <= w.box[1] < w.box[3] <= height
+               for line in beam.lines for w in line.words)  # fmt: skip
+    printed = predict("--format", "json", str(handwritten_page[0]))
+    assert json.loads(printed.stdout) == beam.to_json()
 
 
 # PAGE XML and ALTO in

@@ -13,14 +13,8 @@ from PIL import Image
 
 from htr import hub
 from htr.alphabet import Alphabet
-from htr.checkpoint import (
-    CheckpointError,
-    atomic_save,
-    model_checkpoint,
-    read_checkpoint,
-    record_evaluation,
-    store_lm,
-)
+from htr.checkpoint import CheckpointError, atomic_save, model_checkpoint, read_checkpoint
+from htr.hub import record_evaluation, store_lm
 from htr.inference import Recognizer
 from htr.lm import build_lm
 from htr.model import CRNN, ModelConfig

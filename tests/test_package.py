@@ -59,3 +59,24 @@ def test_no_module_imports_an_old_name_and_no_old_name_is_kept():
     assert not hasattr(htr, "MOVED")
     old = ["preprocess", "decode", "segment", "line_finder", "render", "augment", "distributed"]
     assert not [name for name in old if (ROOT / "htr" / f"{name}.py").exists()]
+
+
+def test_the_import_layers_hold():
+    """pyproject.toml's import-linter contracts: reading and pages below inference, the htr command on top, nothing
+    in the library importing the command line."""
+    linted = run(shutil.which("lint-imports") or "lint-imports")
+    assert linted.returncode == 0 and "0 broken" in linted.stdout, linted.stdout[-2000:]
+
+
+def test_no_module_of_htr_imports_itself_through_others():
+    """No import circle between htr's modules, counting imports inside functions (grimp, import-linter's graph)."""
+    import grimp
+
+    graph = grimp.build_graph("htr")
+    circles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back and imported != module:
+                circles.append((module, *back))
+    assert circles == []

@@ -108,27 +108,14 @@ def failure_reason(file: str, error: Exception) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def emit(fmt: str, path: str, readings: list, boxes: list | None, layouts: list | None = None) -> None:
-    """Print the result for one image: its line readings, their boxes when it was segmented, and (JSON) the
-    words of each line from ``layouts`` (``htr.reading.positions.LineLayout``)."""
-    from htr.reading.positions import words_json
-
-    text = "\n".join(r.text for r in readings)
-    confidence = sum(r.confidence for r in readings) / len(readings)
+def emit(fmt: str, page) -> None:
+    """Print the result for one image (an ``htr.reading.page_result.Page``) in ``fmt``: text, tsv or json."""
     if fmt == "json":
-        result = {"path": path, "text": text, "confidence": round(confidence, 4)}
-        if boxes is not None:
-            result["lines"] = [
-                {"text": r.text, "box": list(box), "confidence": round(r.confidence, 4), "words": words_json(layout)}
-                for r, box, layout in zip(readings, boxes, layouts)
-            ]
-        else:
-            result["words"] = words_json(layouts[0])
-        print(json.dumps(result, ensure_ascii=False))
+        print(json.dumps(page.to_json(), ensure_ascii=False))
     elif fmt == "tsv":
-        print(f"{path}\t{text.replace(chr(10), ' / ')}\t{confidence:.4f}")
+        print(f"{page.source}\t{page.text.replace(chr(10), ' / ')}\t{page.confidence:.4f}")
     else:
-        print(text)
+        print(page.text)
 
 
 def xml_target(file: str, args: argparse.Namespace) -> Path:
@@ -136,14 +123,15 @@ def xml_target(file: str, args: argparse.Namespace) -> Path:
     return Path(args.output_dir or Path(file).parent) / (Path(file).stem + ".xml")
 
 
-def write_xml(file: str, target: Path, prepared, layouts: list, fmt: str) -> None:
-    """Write the PAGE/ALTO file of one image atomically and print its one-line summary."""
+def write_xml(target: Path, page, fmt: str) -> None:
+    """Write the PAGE/ALTO file of one read image (a ``Page``) atomically and print its one-line summary."""
     from htr.atomic_file import atomic_write
     from htr.pages.page_export import WRITERS
 
-    data = WRITERS[fmt](Path(file).name, prepared.size, layouts)
+    data = WRITERS[fmt](page)
     atomic_write(target, lambda f: f.write(data))
-    print(f"{file} -> {target} ({len(layouts)} line{'s' if len(layouts) != 1 else ''})")
+    count = len(page.lines)
+    print(f"{page.source} -> {target} ({count} line{'s' if count != 1 else ''})")
 
 
 def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: set[Path]) -> bool:
@@ -196,13 +184,12 @@ def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: 
         pool.shutdown(cancel_futures=True)
     readings = iter(recognizer.read_prepared(lines, args.batch_size, with_positions=positions))
     for file, prepared, target in read_ok:
-        mine = [next(readings) for _ in prepared.lines]
-        layouts = recognizer.layouts(prepared, mine) if positions else None
+        page = recognizer.page(prepared, [next(readings) for _ in prepared.lines], source=file)
         if target is None:
-            emit(args.format, file, mine, prepared.boxes, layouts)
+            emit(args.format, page)
             continue
         try:
-            write_xml(file, target, prepared, layouts, args.format)
+            write_xml(target, page, args.format)
         except OSError as error:
             print(f"{file}: cannot write {target}: {failure_reason(str(target), error)}", file=sys.stderr)
             failed = True

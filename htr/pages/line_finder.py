@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from htr.model_files import SOURCE_KEY
 from htr.pages.column_rules import column_rules, cut_at_borders
-from htr.reading.onnx_network import SOURCE_KEY
 
 INPUT_SIDE = 1280  # the page's long side the network reads
 KERNEL_SHARE = 0.4  # the middle share of a line's height its kernel covers

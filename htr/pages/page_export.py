@@ -12,9 +12,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 from htr import __version__
-from htr.reading.positions import Box, LineLayout
+from htr.reading.page_result import Box, Page
 
 PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
 ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"
@@ -47,8 +48,9 @@ def _serialise(root: ET.Element) -> bytes:
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n").encode()
 
 
-def page_xml(image_name: str, size: tuple[int, int], lines: list[LineLayout]) -> bytes:
-    """A PAGE XML 2019-07-15 document (UTF-8 bytes) for an image of ``size`` (width, height) and its lines."""
+def page_xml(result: Page) -> bytes:
+    """A PAGE XML 2019-07-15 document (UTF-8 bytes) of a read image (its file name, size and lines)."""
+    image_name, size, lines = Path(result.source).name, result.size, result.lines
     ET.register_namespace("", PAGE_NS)
     q = lambda tag: f"{{{PAGE_NS}}}{tag}"  # noqa: E731
     root = ET.Element(q("PcGts"), {f"{{{XSI_NS}}}schemaLocation": f"{PAGE_NS} {PAGE_NS}/pagecontent.xsd"})
@@ -81,8 +83,9 @@ def page_xml(image_name: str, size: tuple[int, int], lines: list[LineLayout]) ->
     return _serialise(root)
 
 
-def alto_xml(image_name: str, size: tuple[int, int], lines: list[LineLayout]) -> bytes:
-    """An ALTO 4.4 document (UTF-8 bytes) for an image of ``size`` (width, height) and its lines."""
+def alto_xml(result: Page) -> bytes:
+    """An ALTO 4.4 document (UTF-8 bytes) of a read image (its file name, size and lines)."""
+    image_name, size, lines = Path(result.source).name, result.size, result.lines
     ET.register_namespace("", ALTO_NS)
     q = lambda tag: f"{{{ALTO_NS}}}{tag}"  # noqa: E731
     root = ET.Element(
@@ -120,4 +123,4 @@ def alto_xml(image_name: str, size: tuple[int, int], lines: list[LineLayout]) ->
     return _serialise(root)
 
 
-WRITERS: dict[str, Callable[[str, tuple[int, int], list[LineLayout]], bytes]] = {"page": page_xml, "alto": alto_xml}
+WRITERS: dict[str, Callable[[Page], bytes]] = {"page": page_xml, "alto": alto_xml}

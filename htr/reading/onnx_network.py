@@ -9,7 +9,6 @@ export."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -18,24 +17,9 @@ import numpy as np
 
 from htr.alphabet import Alphabet
 from htr.model_config import ModelConfig
+from htr.model_files import LM_KEY, LM_ORDER_KEY, SOURCE_KEY, export_location, lm_from_tensors, made_from
 
-SOURCE_KEY = "checkpoint_sha256"  # metadata: the SHA-256 of the checkpoint file the export was made from
 MAX_PARALLEL_CALLS = 8  # each call holds its own activations (predict.py's second call: about 125 MiB at peak)
-LM_KEY, LM_ORDER_KEY = "lm", "lm_order"  # metadata: the LM's safetensors (htr.hub.lm_tensors), base64; its order
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def made_from(recorded_sha256: str | None, source: str | Path) -> bool:
-    """Whether an export that recorded ``recorded_sha256`` (its ``SOURCE_KEY``) was made from ``source`` as it is."""
-    return recorded_sha256 is not None and recorded_sha256 == file_sha256(source)
 
 
 class OnnxNetwork:
@@ -88,8 +72,6 @@ class OnnxNetwork:
         if self._lm is not None:
             from safetensors.numpy import load
 
-            from htr.hub import lm_from_tensors
-
             try:
                 state["lm"] = lm_from_tensors(load(base64.b64decode(self._lm[0])), self._lm[1])
             except Exception as error:  # damaged base64 or safetensors: one line
@@ -99,17 +81,6 @@ class OnnxNetwork:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"images": np.ascontiguousarray(images, dtype=np.float32)})[0]
-
-
-def export_location(checkpoint: str | Path) -> tuple[Path, Path]:
-    """Where the export of a checkpoint belongs, and the file whose SHA-256 it records: ``X.onnx`` beside a
-    checkpoint file ``X.pth`` (made from ``X.pth``); ``model.onnx`` in a model folder (made from its weights)."""
-    from htr.hub import ONNX_NAME, WEIGHTS_NAME
-
-    path = Path(checkpoint)
-    if path.is_dir():
-        return path / ONNX_NAME, path / WEIGHTS_NAME
-    return path.with_suffix(".onnx"), path
 
 
 def export_beside(checkpoint: str | Path) -> tuple[OnnxNetwork | None, str | None]:

@@ -17,9 +17,9 @@ import numpy as np
 
 from htr.alphabet import Alphabet
 from htr.reading.decode import ctc_states
+from htr.reading.page_result import Box, Line, Word
 from htr.reading.preprocess import INK_THRESHOLD, Placement
 
-Box = tuple[int, int, int, int]  # left, top, right, bottom in image pixels; right and bottom exclusive
 CORE_SHARE = 0.5  # rows with at least this share of the busiest row's ink are the line's core (x-height)
 
 
@@ -32,32 +32,6 @@ class CharSpan:
     start: int
     end: int
     probability: float
-
-
-@dataclass(frozen=True)
-class TextBox:
-    """A word or a character, its box in image pixels and how sure the model is of it (0-1)."""
-
-    text: str
-    box: Box
-    confidence: float
-
-
-@dataclass(frozen=True)
-class LineLayout:
-    """A read line on its image: its box, baseline (polyline, image pixels), words and characters."""
-
-    text: str
-    confidence: float
-    box: Box
-    baseline: list[tuple[int, int]]
-    words: list[TextBox]
-    chars: list[TextBox]
-
-
-def words_json(layout: LineLayout) -> list[dict]:
-    """A line's words as plain data for JSON output: each word's text, box and confidence."""
-    return [{"text": w.text, "box": list(w.box), "confidence": w.confidence} for w in layout.words]
 
 
 def align(
@@ -146,7 +120,7 @@ def estimate_baseline(ink: np.ndarray) -> tuple[float, float, float, float]:
 def line_layout(
     text: str, confidence: float, spans: list[CharSpan] | None, line: np.ndarray, placement: Placement,
     width_factor: int, box: Box | None = None,
-) -> LineLayout:  # fmt: skip
+) -> Line:  # fmt: skip
     """A read line on its image. ``spans``: its characters (`align`; None: no word positions); ``line``: its
     (1, H, W) model input; ``placement``: where that input lies in the image; ``box``: the line's box there when
     a segmenter found it (else the input's extent)."""
@@ -156,12 +130,10 @@ def line_layout(
     x0, y0, x1, y1 = estimate_baseline(ink)
     baseline = [tuple(round(v) for v in placement.point(x0, y0)), tuple(round(v) for v in placement.point(x1, y1))]
 
-    def located(members: list[CharSpan], left: float, right: float) -> TextBox:
+    def located(members: list[CharSpan], left: float, right: float) -> Word:
         mean_log = np.mean([np.log(max(s.probability, 1e-12)) for s in members])
         edges = _ink_box(ink, round(left), round(right))
-        return TextBox(
-            "".join(s.char for s in members), inside(placement.box(*edges)), round(float(np.exp(mean_log)), 4)
-        )
+        return Word("".join(s.char for s in members), inside(placement.box(*edges)), round(float(np.exp(mean_log)), 4))
 
     def inside(word: Box) -> Box:  # a segmenter's line is read a little beyond its box: its words stay in the box
         if box is None:
@@ -179,4 +151,4 @@ def line_layout(
         if stop > first:
             words.append(located(spans[first:stop], left, right))
         first, left = stop + 1, right
-    return LineLayout(text, round(confidence, 4), box or placement.box(0, 0, width, height), baseline, words, chars)
+    return Line(text, confidence, box or placement.box(0, 0, width, height), baseline, words, chars)
