@@ -22,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+from htr.cpu_share import usable_cores
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from htr.cpu_share import usable_cores  # noqa: E402
 
 SETTINGS = {"share": {}, "all": {"OMP_NUM_THREADS": str(usable_cores())}, "one": {"OMP_NUM_THREADS": "1"}}
 

@@ -9,13 +9,10 @@ after one warm-up batch. Also prints the decoding-only speed from cached network
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.data import LineDataset, load_splits
 from htr.evaluate import error_rates
 from htr.inference import Recognizer

@@ -13,17 +13,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from htr.atomic_file import atomic_write
+from htr.inference import Recognizer
+from htr.synth.render import compose_page
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from htr.atomic_file import atomic_write  # noqa: E402
-from htr.inference import Recognizer  # noqa: E402
-from htr.synth.render import compose_page  # noqa: E402
 
 CHECKPOINT = ROOT / "handwriting_recognizer_best.pth"
 EXAMPLES = sorted((ROOT / "examples").glob("line*.png"))

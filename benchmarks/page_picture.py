@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from htr.pages.segment import page_lines
+from htr.reading.preprocess import load_image
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from htr.pages.segment import page_lines  # noqa: E402
-from htr.reading.preprocess import load_image  # noqa: E402
 
 
 def main() -> None:

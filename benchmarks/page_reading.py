@@ -15,14 +15,12 @@ and ``htr.evaluate`` cut them. Page CER counts reading-order differences as erro
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.data import decode_row_image, load_splits, normalize_text
 from htr.inference import Recognizer
 from htr.metrics import cer, wer

@@ -23,14 +23,13 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from htr.metrics import matched_boxes
+from htr.pages.page_xml import IMAGE_SUFFIXES
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from htr.metrics import matched_boxes  # noqa: E402
-from htr.pages.page_xml import IMAGE_SUFFIXES  # noqa: E402
 
 MANIFEST = ROOT / "benchmarks" / "real_pages.json"
 Box = tuple[int, int, int, int]

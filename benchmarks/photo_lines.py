@@ -10,12 +10,10 @@ preprocessing (``--segment auto``, as predict.py reads any image). Prints CER an
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.data import decode_row_image, load_splits, normalize_text
 from htr.inference import Recognizer
 from htr.metrics import cer, wer

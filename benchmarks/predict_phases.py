@@ -19,9 +19,7 @@ import io  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr import inference  # noqa: E402
 from htr.cli import read as predict  # noqa: E402
 from htr.reading import decode, onnx_network, preprocess  # noqa: E402

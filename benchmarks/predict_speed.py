@@ -122,7 +122,6 @@ def main() -> None:
         return
     if not args.dataset:
         parser.error("--dataset is required")
-    sys.path.insert(0, str(ROOT))
     from htr.data import decode_row_image, load_splits, normalize_text
 
     split = load_splits(args.dataset)[args.split]

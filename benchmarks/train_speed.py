@@ -8,14 +8,11 @@ Used to choose the default image height; prints one line per setting.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.nn.functional import ctc_loss
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.cpu_share import CpuShare
 from htr.model import CRNN, ModelConfig, count_parameters
 from htr.runtime import autocast, prefers_channels_last, resolve_device, resolve_precision

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.checkpoint import model_from_checkpoint, read_checkpoint
 from htr.data import LineDataset, load_splits
 from htr.evaluate import error_rates

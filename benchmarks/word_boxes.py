@@ -13,13 +13,11 @@ prints the share of words with IoU >= 0.5 (and the mean IoU) per decoder. With `
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 from htr.inference import Recognizer
 from htr.metrics import box_iou
 from htr.synth.render import list_fonts, render_text_with_words
