@@ -305,140 +305,206 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     ema = weight_average(model, cfg.ema_decay)
 
-    epoch, batch_in_epoch, step, best_cer, bad_epochs, history = 0, 0, 0, math.inf, 0, []
-    skipped_batches = 0  # batches whose loss was not finite
-    lines_seen, train_seconds = 0, 0.0  # training lines and wall time in the optimizer loop, over all sittings
+    run = Run(cfg, world, device, dtype, cpu_share, alphabet, model_cfg, model, net, optimizer, scheduler, scaler, ema,
+              teacher, lm, out)  # fmt: skip
     if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        epoch, batch_in_epoch, step = state["epoch"], state["batch_in_epoch"], state["step"]
-        best_cer, bad_epochs, history = state["best_cer"], state["bad_epochs"], state["history"]
-        skipped_batches = state.get("skipped_batches", 0)
-        lines_seen = state.get("lines_seen", step * cfg.batch_size)  # states from before lines were counted
-        train_seconds = state.get("train_seconds", 0.0)
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        elif ema is not None:
-            log.info("the saved state has no weight average: it starts from the current weights")
-        if not world.distributed:
-            torch.set_rng_state(state["rng_cpu"])
-            if device.type == "cuda" and state.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(state["rng_cuda"])
-        log.info("resuming from %s: epoch %d, step %d, best CER %.4f", state_path, epoch + 1, step, best_cer)
+        run.restore(state)
     if world.distributed:  # each rank its own augmentation stream, re-derived (not restored) on every resume
-        torch.manual_seed(cfg.seed * 1_000_003 + world.rank * 10_007 + step)
+        torch.manual_seed(cfg.seed * 1_000_003 + world.rank * 10_007 + run.progress.step)
         if device.type == "cuda":
-            torch.cuda.manual_seed(cfg.seed * 1_000_003 + world.rank * 10_007 + step)
+            torch.cuda.manual_seed(cfg.seed * 1_000_003 + world.rank * 10_007 + run.progress.step)
     log.info("model: %.2fM parameters, %d classes; device %s, precision %s%s", count_parameters(model) / 1e6,
              alphabet.num_classes, device, dtype or "fp32",
              f"; {world.size} processes, global batch {cfg.batch_size}" if world.distributed else "")  # fmt: skip
     log.info("train: %d real + %d synthetic lines per epoch; validation: %s lines", real_per_epoch,
              synthetic_per_epoch, " + ".join(str(len(v)) for v in val_sets))  # fmt: skip
-    sitting = {"sitting": 1 + max([h.get("sitting", 1) for h in history], default=0),
-               "hardware": describe(device, dtype)}  # fmt: skip
-
-    def save_state() -> None:
-        if not world.is_main:
-            return
-        atomic_save({
-            "config": json.loads(json.dumps(dataclasses.asdict(cfg))), "alphabet": alphabet.chars,
-            "model_config": model_cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "step": step, "best_cer": best_cer, "bad_epochs": bad_epochs,
-            "history": history, "skipped_batches": skipped_batches, "rng_cpu": torch.get_rng_state(),
-            "lines_seen": lines_seen, "train_seconds": train_seconds,
-            "ema": ema.state_dict() if ema is not None else None,
-            "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-        }, state_path)  # fmt: skip
-
+    done = run.progress
     try:
-        while epoch < cfg.epochs and (not cfg.max_steps or step < cfg.max_steps):
-            chosen = weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed * 100_003 + epoch)
+        while done.epoch < cfg.epochs and (not cfg.max_steps or done.step < cfg.max_steps):
+            chosen = weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed * 100_003 + done.epoch)
             epoch_set = EpochLines(torch.utils.data.Subset(train_set, chosen), [train_widths[i] for i in chosen])
             if parts:
-                synthetic = render_epoch(parts, alphabet, height, frames, cfg.seed, epoch, cfg.render_workers, progress,
-                                         share=(world.rank, world.size))  # fmt: skip
+                synthetic = render_epoch(parts, alphabet, height, frames, cfg.seed, done.epoch, cfg.render_workers,
+                                         progress, share=(world.rank, world.size))  # fmt: skip
                 epoch_set.add_synthetic(synthetic, gather(list(zip(synthetic.positions, synthetic.widths)), world))
-            model.train()
-            batches = bucketed_batches(epoch_set.widths, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)
-            shares = [rank_share(b, epoch_set.owners, world) for b in batches[batch_in_epoch:]]
-            loader = torch.utils.data.DataLoader(epoch_set, batch_sampler=[indices for indices, _ in shares],
-                                                 collate_fn=collate_lines, num_workers=cfg.num_workers)  # fmt: skip
-            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
-                       initial=batch_in_epoch, total=len(batches))  # fmt: skip
-            running = None  # smoothed training loss; stays None for an epoch resumed after its last batch
-            clock = time.monotonic()
-            for batch, (_, weight) in zip(bar, shares):
-                if cpu_share is not None:
-                    cpu_share.update()
-                loss = train_step(model, batch, optimizer, scheduler, scaler, cfg, device, dtype, net, world, weight,
-                                  teacher)  # fmt: skip
-                if ema is not None and world.is_main:
-                    ema.update_parameters(model)
-                lines_seen += len(batches[batch_in_epoch])  # the global batch
-                step, batch_in_epoch = step + 1, batch_in_epoch + 1
-                now = time.monotonic()
-                train_seconds, clock = train_seconds + now - clock, now
-                if loss is None:
-                    skipped_batches += 1
-                    log.warning("step %d: non-finite loss, batch skipped (%d so far)", step, skipped_batches)
-                else:
-                    running = loss if running is None else 0.95 * running + 0.05 * loss
-                    bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                if cfg.max_steps and step >= cfg.max_steps:
-                    break
-                if cfg.save_every and step % cfg.save_every == 0:
-                    save_state()
-            bar.close()
-            if batch_in_epoch < len(batches):  # stopped by max_steps inside the epoch
-                save_state()
-                log.info("stopped at step %d (max_steps); re-run to resume", step)
+            finished, running = run.train_epoch(epoch_set, progress)
+            if not finished:  # stopped by max_steps inside the epoch
+                run.save_state()
+                log.info("stopped at step %d (max_steps); re-run to resume", done.step)
                 break
-            evaluated = ema.module if ema is not None else model  # the model validated and saved
-            if not world.is_main:  # rank 0 validates and saves; the others wait for its verdict
-                best_cer, bad_epochs, stop = from_main(None, world)
-                epoch, batch_in_epoch = epoch + 1, 0
-                if stop:
-                    break
-                continue
-            rates = validation_rates(evaluated, val_sets, val_names, alphabet, 2 * cfg.batch_size, device, dtype,
-                                     cpu_share)  # fmt: skip
-            entry = {"epoch": epoch + 1, "step": step, "train_loss": running, "val_cer": rates["cer"],
-                     "val_wer": rates["wer"], "lines_seen": lines_seen, "train_seconds": round(train_seconds, 1),
-                     **sitting, **({"val": rates["sets"]} if len(val_sets) > 1 else {})}  # fmt: skip
-            if ema is not None:  # the raw weights too, to see what the average is worth
-                entry["val_cer_raw"] = validation_rates(model, val_sets, val_names, alphabet, 2 * cfg.batch_size,
-                                                        device, dtype, cpu_share)["cer"]  # fmt: skip
-            history.append(entry)
-            improved = rates["cer"] < best_cer
-            if improved:
-                best_cer, bad_epochs = rates["cer"], 0
-                metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": epoch + 1, "step": step,
-                           "lines_seen": lines_seen, **{k: v for k, v in entry.items() if k == "val"}}  # fmt: skip
-                record = training_record(cfg, epoch + 1, step, lines_seen, sitting["hardware"])
-                atomic_save(model_checkpoint(evaluated, alphabet, metrics, lm, record), best_path)
-            else:
-                bad_epochs += 1
-            log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", epoch + 1, step,
-                     math.nan if running is None else running,
-                     100 * rates["cer"], 100 * rates["wer"], "  (best, saved)" if improved else "")  # fmt: skip
-            epoch, batch_in_epoch = epoch + 1, 0
-            save_state()
-            (out / "history.json").write_text(json.dumps(history, indent=1))
-            stop = bool(cfg.patience and bad_epochs >= cfg.patience)
-            from_main((best_cer, bad_epochs, stop), world)
-            if stop:
-                log.info("no improvement for %d epochs: early stop", bad_epochs)
+            if run.end_epoch(val_sets, val_names, running):
+                log.info("no improvement for %d epochs: early stop", done.bad_epochs)
                 break
     except KeyboardInterrupt:
-        save_state()
-        log.info("interrupted at step %d; state saved to %s, re-run to resume", step, state_path)
+        run.save_state()
+        log.info("interrupted at step %d; state saved to %s, re-run to resume", done.step, run.state_path)
         raise
     barrier(world)  # no rank leaves before rank 0 has written its files
-    return {"best_cer": best_cer, "history": history, "best_path": best_path, "state_path": state_path,
-            "skipped_batches": skipped_batches, "world_size": world.size}  # fmt: skip
+    return {"best_cer": done.best_cer, "history": done.history, "best_path": run.best_path, "state_path": state_path,
+            "skipped_batches": done.skipped_batches, "world_size": world.size}  # fmt: skip
+
+
+@dataclass
+class Progress:
+    """How far a run has got, over all its sittings; saved in ``last_state.pt`` and restored on resume."""
+
+    epoch: int = 0  # epochs finished
+    batch_in_epoch: int = 0  # batches of the current epoch done
+    step: int = 0
+    best_cer: float = math.inf
+    bad_epochs: int = 0  # epochs since the best validation CER
+    history: list = field(default_factory=list)  # one entry per validated epoch (history.json)
+    skipped_batches: int = 0  # batches whose loss was not finite
+    lines_seen: int = 0  # training lines in the optimizer loop
+    train_seconds: float = 0.0  # wall time in the optimizer loop
+
+    @classmethod
+    def from_state(cls, state: dict, batch_size: int) -> Progress:
+        return cls(state["epoch"], state["batch_in_epoch"], state["step"], state["best_cer"], state["bad_epochs"],
+                   state["history"], state.get("skipped_batches", 0),
+                   state.get("lines_seen", state["step"] * batch_size),  # states from before lines were counted
+                   state.get("train_seconds", 0.0))  # fmt: skip
+
+
+@dataclass
+class Run:
+    """One training run's objects, and its three steps: `train_epoch`, `end_epoch` (validate, keep the best) and
+    `save_state` / `restore` (resuming)."""
+
+    cfg: TrainConfig
+    world: World
+    device: torch.device
+    dtype: torch.dtype | None
+    cpu_share: CpuShare | None
+    alphabet: Alphabet
+    model_cfg: ModelConfig
+    model: CRNN
+    net: torch.nn.Module | None  # what the training step runs: the model, or wrapped to all-reduce its gradients
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: torch.nn.Module | None
+    teacher: Teacher | None
+    lm: object | None  # the character LM stored in best checkpoints (rank 0 only)
+    out: Path
+    progress: Progress = field(default_factory=Progress)
+
+    def __post_init__(self) -> None:
+        self.best_path, self.state_path = self.out / BEST_NAME, self.out / STATE_NAME
+        sittings = [h.get("sitting", 1) for h in self.progress.history]
+        self.sitting = {"sitting": 1 + max(sittings, default=0), "hardware": describe(self.device, self.dtype)}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a saved ``last_state.pt``: weights, optimizer, schedule, scaler, weight average, progress
+        and (one process) the random generators."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress.from_state(state, self.cfg.batch_size)
+        self.__post_init__()  # this sitting's number follows the restored history
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None:
+            log.info("the saved state has no weight average: it starts from the current weights")
+        if not self.world.distributed:
+            torch.set_rng_state(state["rng_cpu"])
+            if self.device.type == "cuda" and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(state["rng_cuda"])
+        done = self.progress
+        log.info("resuming from %s: epoch %d, step %d, best CER %.4f", self.state_path, done.epoch + 1, done.step,
+                 done.best_cer)  # fmt: skip
+
+    def save_state(self) -> None:
+        """Write everything a resumed run needs to ``last_state.pt``, atomically (rank 0)."""
+        if not self.world.is_main:
+            return
+        done = self.progress
+        atomic_save({
+            "config": json.loads(json.dumps(dataclasses.asdict(self.cfg))), "alphabet": self.alphabet.chars,
+            "model_config": self.model_cfg.to_dict(), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "epoch": done.epoch, "batch_in_epoch": done.batch_in_epoch,
+            "step": done.step, "best_cer": done.best_cer, "bad_epochs": done.bad_epochs, "history": done.history,
+            "skipped_batches": done.skipped_batches, "rng_cpu": torch.get_rng_state(), "lines_seen": done.lines_seen,
+            "train_seconds": done.train_seconds, "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng_cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+        }, self.state_path)  # fmt: skip
+
+    def train_epoch(self, epoch_set: EpochLines, progress: bool) -> tuple[bool, float | None]:
+        """Train on the rest of the current epoch's batches, saving the state every ``save_every`` steps; returns
+        whether the epoch finished (not stopped by ``max_steps``) and the smoothed training loss (None when no
+        batch was left)."""
+        cfg, world, done = self.cfg, self.world, self.progress
+        self.model.train()
+        batches = bucketed_batches(epoch_set.widths, cfg.batch_size, seed=cfg.seed * 100_003 + done.epoch)
+        shares = [rank_share(b, epoch_set.owners, world) for b in batches[done.batch_in_epoch :]]
+        loader = torch.utils.data.DataLoader(epoch_set, batch_sampler=[indices for indices, _ in shares],
+                                             collate_fn=collate_lines, num_workers=cfg.num_workers)  # fmt: skip
+        bar = tqdm(loader, desc=f"epoch {done.epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
+                   initial=done.batch_in_epoch, total=len(batches))  # fmt: skip
+        running = None  # smoothed training loss
+        clock = time.monotonic()
+        for batch, (_, weight) in zip(bar, shares):
+            if self.cpu_share is not None:
+                self.cpu_share.update()
+            loss = train_step(self.model, batch, self.optimizer, self.scheduler, self.scaler, cfg, self.device,
+                              self.dtype, self.net, world, weight, self.teacher)  # fmt: skip
+            if self.ema is not None and world.is_main:
+                self.ema.update_parameters(self.model)
+            done.lines_seen += len(batches[done.batch_in_epoch])  # the global batch
+            done.step, done.batch_in_epoch = done.step + 1, done.batch_in_epoch + 1
+            now = time.monotonic()
+            done.train_seconds, clock = done.train_seconds + now - clock, now
+            if loss is None:
+                done.skipped_batches += 1
+                log.warning("step %d: non-finite loss, batch skipped (%d so far)", done.step, done.skipped_batches)
+            else:
+                running = loss if running is None else 0.95 * running + 0.05 * loss
+                bar.set_postfix(loss=f"{running:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if cfg.max_steps and done.step >= cfg.max_steps:
+                break
+            if cfg.save_every and done.step % cfg.save_every == 0:
+                self.save_state()
+        bar.close()
+        return done.batch_in_epoch >= len(batches), running
+
+    def end_epoch(self, val_sets: list[LineDataset], val_names: list[str], running: float | None) -> bool:
+        """Validate (rank 0), save the model when it is the best so far, record the epoch, save the state; the
+        other ranks wait for rank 0's verdict. Returns whether to stop early (``patience``)."""
+        cfg, world, done = self.cfg, self.world, self.progress
+        evaluated = self.ema.module if self.ema is not None else self.model  # the model validated and saved
+        if not world.is_main:  # rank 0 validates and saves; the others wait for its verdict
+            done.best_cer, done.bad_epochs, stop = from_main(None, world)
+            done.epoch, done.batch_in_epoch = done.epoch + 1, 0
+            return stop
+        rates = validation_rates(evaluated, val_sets, val_names, self.alphabet, 2 * cfg.batch_size, self.device,
+                                 self.dtype, self.cpu_share)  # fmt: skip
+        entry = {"epoch": done.epoch + 1, "step": done.step, "train_loss": running, "val_cer": rates["cer"],
+                 "val_wer": rates["wer"], "lines_seen": done.lines_seen, "train_seconds": round(done.train_seconds, 1),
+                 **self.sitting, **({"val": rates["sets"]} if len(val_sets) > 1 else {})}  # fmt: skip
+        if self.ema is not None:  # the raw weights too, to see what the average is worth
+            entry["val_cer_raw"] = validation_rates(self.model, val_sets, val_names, self.alphabet, 2 * cfg.batch_size,
+                                                    self.device, self.dtype, self.cpu_share)["cer"]  # fmt: skip
+        done.history.append(entry)
+        improved = rates["cer"] < done.best_cer
+        if improved:
+            done.best_cer, done.bad_epochs = rates["cer"], 0
+            metrics = {"val_cer": rates["cer"], "val_wer": rates["wer"], "epoch": done.epoch + 1, "step": done.step,
+                       "lines_seen": done.lines_seen, **{k: v for k, v in entry.items() if k == "val"}}  # fmt: skip
+            record = training_record(cfg, done.epoch + 1, done.step, done.lines_seen, self.sitting["hardware"])
+            atomic_save(model_checkpoint(evaluated, self.alphabet, metrics, self.lm, record), self.best_path)
+        else:
+            done.bad_epochs += 1
+        log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", done.epoch + 1, done.step,
+                 math.nan if running is None else running,
+                 100 * rates["cer"], 100 * rates["wer"], "  (best, saved)" if improved else "")  # fmt: skip
+        done.epoch, done.batch_in_epoch = done.epoch + 1, 0
+        self.save_state()
+        (self.out / "history.json").write_text(json.dumps(done.history, indent=1))
+        stop = bool(cfg.patience and done.bad_epochs >= cfg.patience)
+        from_main((done.best_cer, done.bad_epochs, stop), world)
+        return stop
 
 
 def extended_alphabet(known: str, texts: list[str], min_count: int = 1) -> Alphabet:
