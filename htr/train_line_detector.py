@@ -125,6 +125,31 @@ def composed_pages(datasets: list[str], count: int, seed: int) -> list[tuple[str
     return pages
 
 
+def composed_letters(datasets: list[str], count: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray, list]]:
+    """``count`` letter pages per line dataset (``htr.synth.render.compose_letter``): its training lines as the
+    body, a corner date or address and the closing and signature, under 0-2 printed letterhead lines set from its
+    texts: what finding *every* line of a letter takes."""
+    from htr.data import decode_row_image, load_splits, normalize_text
+    from htr.synth.render import compose_letter, printed_fonts
+    from htr.synth.synthetic import FontRenderer
+
+    rng = np.random.default_rng(seed + 1)
+    pages = []
+    for dataset in datasets:
+        split = load_splits(dataset)["train"]
+        printer = FontRenderer([normalize_text(t) for t in split["text"][:2000]], printed_fonts(), span_p=0.7,
+                               printed=True, capitals_p=0.5)  # fmt: skip
+        for k in tqdm(range(count), desc=f"composing letters of {Path(dataset).name}"):
+            lines = [decode_row_image(split[int(i)]["image"]) for i in rng.choice(len(split), 9, replace=False)]
+            printed = [printer(int(rng.integers(len(printer))), rng)[0] for _ in range(int(rng.integers(0, 3)))]
+            body = int(rng.integers(3, 7))
+            corner, closing = lines[body : body + int(rng.integers(1, 3))], lines[7 : 7 + int(rng.integers(1, 3))]
+            image, boxes = compose_letter(printed, corner, lines[:body], closing, rng)
+            polygons = [np.array([[a, b], [c, b], [c, d], [a, d]], np.float32) for a, b, c, d in boxes]
+            pages.append((f"{dataset}#letter{k}", *prepare_page(np.asarray(image.convert("L")), polygons)))
+    return pages
+
+
 def augmented_crop(ink: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A random CROP x CROP input (float, 0..1) and its CROP/2 target: rescaled 0.7-1.4x, rotated up to 3 degrees,
     contrast, gamma, blur and noise varied."""
@@ -177,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", action="append", default=[], help="folder of PAGE/ALTO files with images")
     parser.add_argument("--composed", action="append", default=[], help="line dataset to compose pages from")
     parser.add_argument("--composed-pages", type=int, default=300)
+    parser.add_argument("--composed-letters", type=int, default=0,
+                        help="letters per --composed dataset: letterhead, corner lines, body, signature")  # fmt: skip
     parser.add_argument("--output", required=True, help="the detector file to write")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -200,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     output = Path(args.output)
-    inputs = json.dumps([args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE])
+    inputs = json.dumps(
+        [args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE]
+        + ([args.composed_letters] if args.composed_letters else [])
+    )  # older caches stay valid
     key = hashlib.sha1(inputs.encode()).hexdigest()[:10]  # another geometry or other pages: prepared anew
     cache = output.with_name(f"{output.stem}.pages-{key}.npz")
     if cache.exists():
@@ -210,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                  for i, name in enumerate(meta["names"])]  # fmt: skip
     else:
         pages = xml_pages(args.pages) + composed_pages(args.composed, args.composed_pages, args.seed)
+        pages += composed_letters(args.composed, args.composed_letters, args.seed) if args.composed_letters else []
         arrays = {f"ink{i}": p[1] for i, p in enumerate(pages)} | {f"target{i}": p[2] for i, p in enumerate(pages)}
         meta = {"names": [p[0] for p in pages], "boxes": [[[float(v) for v in b] for b in p[3]] for p in pages]}
         tmp = cache.with_suffix(".tmp.npz")

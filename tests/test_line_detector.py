@@ -328,3 +328,18 @@ def test_an_onnx_reader_takes_the_finders_export_beside_the_shipped_finder_while
     reader = htr.inference.Recognizer(tmp_path / "reader.pth", **options)
     assert reader.line_finder().session is None and reader.line_finder().threshold == 0.4
     assert reader.line_finder_path == finder
+
+
+def test_composed_letters_hold_every_line_with_its_kernel(tmp_path):
+    """--composed-letters: letter pages from a line dataset (body, corner, closing, printed letterhead lines), each
+    line with a box and a kernel in the training target."""
+    from htr.train_line_detector import composed_letters
+    from tests.conftest import write_parquet_dataset
+
+    dataset = write_parquet_dataset(tmp_path / "lines", n_train=16, n_val=2, n_test=2)
+    pages = composed_letters([str(dataset)], 3, seed=0)
+    assert [name for name, *_ in pages] == [f"{dataset}#letter{k}" for k in range(3)]
+    for _, ink, target, boxes in pages:
+        assert 5 <= len(boxes) <= 12 and ink.shape[0] // 2 == target.shape[0]
+        for left, top, right, bottom in boxes:  # every line's kernel is in the target
+            assert target[int(top) : int(bottom) + 1, int(left) : int(right) + 1].any()

@@ -132,3 +132,31 @@ def test_pieces_found_side_by_side_are_read_as_one_line(monkeypatch):
     assert len(recognizer.prepare_image(image, segment="always").boxes) == 3
     found["boxes"] = [(4, 2, 90, 14), (4, 16, 90, 28)]
     assert len(recognizer.prepare_image(image).boxes) == 2
+
+
+def test_a_letter_with_a_printed_letterhead_yields_every_line_in_a_letters_order():
+    """A letter composed here (htr.synth.render.compose_letter): a printed letterhead and a printed line under it,
+    a handwritten date at the right, the body, the closing and the signature towards the right. The shipped line
+    finder gives each of them its own line (covering 80% of its ink), in the letter's reading order."""
+    from htr.pages.line_finder import LineFinder
+    from htr.pages.segment import page_lines
+    from htr.synth.render import compose_letter, list_fonts, printed_fonts, render_text
+
+    rng = np.random.default_rng(0)
+    hand, printed = list_fonts()[0], printed_fonts()
+    letterhead = [render_text("THE CAMP, SUNNINGDALE.", printed[0], rng, height=70, printed=True),
+                  render_text("Telegraphic Address: Kew", printed[2], rng, height=40, printed=True)]  # fmt: skip
+    body = [render_text(t, hand, rng, height=70) for t in ["My dear Dyer", "I send you the proofs of the paper",
+                                                            "which I hope you will find in order"]]  # fmt: skip
+    closing = [render_text("Ever yours", hand, rng, height=60), render_text("J. D. Hooker", hand, rng, height=70)]
+    page, truth = compose_letter(letterhead, [render_text("May 12. 1898", hand, rng, height=60)], body, closing, rng)
+    found = [line.box for line in page_lines(page, LineFinder(ROOT / "line_finder.onnx"))]
+
+    def covered(ink: tuple, box: tuple) -> float:
+        width = max(0, min(ink[2], box[2]) - max(ink[0], box[0]))
+        height = max(0, min(ink[3], box[3]) - max(ink[1], box[1]))
+        return width * height / ((ink[2] - ink[0]) * (ink[3] - ink[1]))
+
+    owners = [max(range(len(found)), key=lambda k: covered(ink, found[k])) for ink in truth]
+    assert [round(covered(ink, found[k]), 2) >= 0.8 for ink, k in zip(truth, owners)] == [True] * len(truth)
+    assert owners == sorted(set(owners))  # one found line each, in the letter's order (letterhead first)

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 FONT_DIR = Path(__file__).resolve().parents[1] / "fonts"  # htr/fonts
 FONT_SUFFIXES = (".ttf", ".otf", ".woff", ".woff2")
@@ -238,3 +238,56 @@ def compose_page(
         boxes.append((left, top, left + line.width, top + line.height))
         top += line.height
     return page, boxes
+
+
+def compose_letter(
+    printed: list[Image.Image], corner: list[Image.Image], body: list[Image.Image], closing: list[Image.Image],
+    rng: np.random.Generator, paper: int = 250,
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:  # fmt: skip
+    """A letter's page, as archives hold them: ``printed`` letterhead lines centred at the top, ``corner`` lines
+    (a date, an address) at the right, the ``body`` from the left margin with indents, and ``closing`` lines (the
+    closing and the signature) towards the right at the end. Returns the page and each line's ink box, in that
+    order (letterhead, corner, body, closing): the reading order of a letter. For training and testing line
+    finders."""
+    gray = [[line.convert("L") for line in part] for part in (printed, corner, body, closing)]
+    margin = int(rng.integers(30, 80))
+    body_width = max([g.width for g in gray[2]], default=400)
+    width = max([body_width + 2 * margin + 80] + [g.width + 2 * margin for part in gray for g in part])
+    gap = lambda: int(rng.integers(6, 30))  # noqa: E731
+    height = 2 * margin + sum(g.height + 30 for part in gray for g in part) + 60
+    page = Image.new("L", (width, height), paper)
+    boxes, top = [], margin
+    for line in gray[0]:  # letterhead: centred
+        left = (width - line.width) // 2 + int(rng.integers(-20, 21))
+        boxes.append(_paste(page, line, left, top))
+        top += line.height + gap()
+    top += int(rng.integers(10, 50))
+    for line in gray[1]:  # date and address: at the right
+        left = width - margin - line.width - int(rng.integers(0, 40))
+        boxes.append(_paste(page, line, max(margin, left), top))
+        top += line.height + gap()
+    for k, line in enumerate(gray[2]):  # the body: a salutation, then indented paragraphs now and then
+        indent = int(rng.integers(20, 80)) if k == 0 or rng.random() < 0.15 else int(rng.integers(0, 12))
+        boxes.append(_paste(page, line, margin + indent, top))
+        top += line.height + gap()
+    for line in gray[3]:  # closing and signature: towards the right
+        left = int(rng.uniform(0.35, 0.6) * width)
+        boxes.append(_paste(page, line, min(left, width - margin - line.width), top))
+        top += line.height + gap()
+    return page.crop((0, 0, width, min(height, top + margin))), boxes
+
+
+def _paste(page: Image.Image, line: Image.Image, left: int, top: int) -> tuple[int, int, int, int]:
+    """Paste a line's ink onto the page's paper (the line's own paper lifted to white, so no rectangle shows) and
+    return the box of its ink on the page."""
+    values = np.asarray(line, dtype=np.float32)
+    dark, paper = np.percentile(values, [1, 60])
+    lifted = np.clip((values - dark) / max(paper - dark, 1.0), 0, 1)  # ink 0, paper 1 (and above)
+    lifted = (255 * np.where(lifted > 0.8, 1.0, lifted / 0.8) ** 1.5).astype(np.uint8)  # paper noise gone
+    ink = np.argwhere(lifted < 128)
+    region = page.crop((left, top, left + line.width, top + line.height))
+    page.paste(ImageChops.darker(region, Image.fromarray(lifted)), (left, top))
+    if not len(ink):
+        return left, top, left + line.width, top + line.height
+    (y0, x0), (y1, x1) = ink.min(axis=0), ink.max(axis=0)
+    return left + int(x0), top + int(y0), left + int(x1) + 1, top + int(y1) + 1
