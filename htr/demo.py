@@ -11,17 +11,12 @@ result as JSON, PAGE XML and ALTO files to download. Runs offline (no fonts or s
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
-
-from htr.shipped import default_checkpoint
 
 UNSURE = 0.8  # words read with less confidence than this are marked
 DECODERS = {"beam search + language model": "beam", "greedy (fastest)": "greedy"}
@@ -135,32 +130,7 @@ def build_app(reader: DemoReader):  # -> gradio.Blocks
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m htr.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=default_checkpoint(),
-                        help="model checkpoint: .pth, model folder or hub repo id")  # fmt: skip
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="also make a temporary public gradio.live link")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    args = parser.parse_args(argv)
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing sent anywhere
-    try:
-        import gradio as gr
-    except ImportError:
-        print("error: the demo needs Gradio: pip install -r requirements-demo.txt", file=sys.stderr)
-        return 2
-    try:
-        reader = DemoReader(args.checkpoint, args.device)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}".splitlines()[0], file=sys.stderr)
-        return 2
-    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                              font_mono=["ui-monospace", "monospace"])  # fmt: skip  # no web fonts: offline
-    build_app(reader).queue().launch(server_name=args.host, server_port=args.port, share=args.share, theme=theme,
-                                     inbrowser=False, show_error=True)  # fmt: skip
-    return 0
+if __name__ == "__main__":  # python -m htr.demo: its command line is htr.cli.demo (run, not imported)
+    import runpy
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("htr.cli.demo", run_name="__main__", alter_sys=True)

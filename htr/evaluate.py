@@ -10,10 +10,8 @@ page or writer, seed 0). Also reports the error rates of the less and the more c
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
-import sys
 
 import torch
 
@@ -25,7 +23,6 @@ from htr.metrics import cer, char_errors, wer, word_errors
 from htr.model import CRNN
 from htr.reading.decode import Decoder
 from htr.runtime import TorchNetwork
-from htr.shipped import default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -72,88 +69,7 @@ def write_lines(path: str, references: list[str], readings: list[Reading]) -> No
             ])  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
-    from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits, source_name
-    from htr.hub import record_evaluation
-    from htr.reading.decode import make_decoder
-    from htr.reading.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
-    from htr.runtime import resolve_device, resolve_precision
+if __name__ == "__main__":  # python -m htr.evaluate: its command line is htr.cli.evaluate (run, not imported)
+    import runpy
 
-    parser = argparse.ArgumentParser(prog="python -m htr.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=default_checkpoint(),
-                        help="model checkpoint: .pth, model folder or hub repo id")  # fmt: skip
-    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="hub id or local path (see htr.data)")
-    parser.add_argument("--split", default="test", help="train, validation or test (see above for datasets without)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N lines (0: all)")
-    parser.add_argument("--output", help="write per-line results to this TSV file")
-    parser.add_argument("--record", action="store_true",
-                        help="store the result in the checkpoint's metrics (its model card shows them)")  # fmt: skip
-    add_decoder_arguments(parser, default="greedy")
-    args = parser.parse_args(argv)
-    check_decoder_arguments(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cpu_share = CpuShare(period=2.0)
-    try:
-        device = resolve_device(args.device)
-        checkpoint = read_checkpoint(args.checkpoint)
-        model, alphabet = model_from_checkpoint(checkpoint, args.checkpoint, device)
-        decoder = make_decoder(checkpoint, **decoder_options(args))
-        splits, split_name, label = load_splits(args.dataset, carve=False), args.split, args.split
-        if split_name not in splits and set(splits) == {"train"}:  # no splits of its own
-            if split_name == "validation":
-                splits["validation"] = carve_validation(splits["train"], 0.1, 0)[1]  # what htr.train holds out
-            else:
-                split_name, label = "train", "all lines (the dataset has no splits)"
-        if split_name not in splits:
-            raise DatasetSourceError(f"{args.dataset} has no '{args.split}' split (has {sorted(splits)})")
-        dataset = LineDataset(
-            splits[split_name], alphabet, model.config.height,
-            model.output_length, split_name,
-            limit=args.limit or None, for_training=False,
-        )  # fmt: skip
-    except (CheckpointError, DatasetSourceError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    readings = transcribe_dataset(
-        model,
-        dataset,
-        alphabet,
-        args.batch_size,
-        device,
-        resolve_precision(args.precision, device),
-        decoder,
-        cpu_share,
-    )
-    rates = error_rates(dataset.texts, [r.text for r in readings])
-    print(
-        f"{label}: {len(dataset)} lines ({decoder.describe()})  "
-        f"CER {100 * rates['cer']:.2f}%  WER {100 * rates['wer']:.2f}%"
-    )
-    halves = confidence_halves(dataset.texts, readings)
-    print(
-        f"  by confidence: lower half CER {100 * halves['low']['cer']:.2f}%, "
-        f"upper half CER {100 * halves['high']['cer']:.2f}%"
-    )
-    if args.output:
-        write_lines(args.output, dataset.texts, readings)
-    if args.record:
-        split = split_name if label == args.split else "all"
-        entry = {"dataset": source_name(args.dataset), "split": split, "lines": len(dataset),
-                 "decoder": decoder.describe(), "cer": rates["cer"], "wer": rates["wer"]}  # fmt: skip
-        if args.limit:
-            entry["limit"] = args.limit
-        try:
-            record_evaluation(args.checkpoint, entry)
-        except (CheckpointError, OSError) as error:
-            print(f"error: cannot record the result: {error}", file=sys.stderr)
-            return 2
-        print(f"  recorded in {args.checkpoint}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("htr.cli.evaluate", run_name="__main__", alter_sys=True)

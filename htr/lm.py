@@ -13,9 +13,7 @@ toolkits read; inside a checkpoint the same n-grams are kept in a compact form (
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -291,66 +289,7 @@ def load_lm(path: str | Path) -> CharLM:
     return CharLM.from_state(state)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m htr.lm", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build a character n-gram LM from text")
-    build.add_argument("texts", nargs="*", metavar="TEXT", help="text files, one line of text per line")
-    build.add_argument("--dataset", action="append", default=[],
-                       help="also use the texts of this dataset's split (see htr.data); repeatable")  # fmt: skip
-    build.add_argument("--split", default="train", help="the split of --dataset (default: train)")
-    build.add_argument("--ink", metavar="IAMONDB", help="also use the texts of an IAM-OnDB folder or archive")
-    build.add_argument(
-        "--exclude-split", metavar="SPLIT",
-        help="leave out lines sharing a 20-character passage with this split of the first --dataset (e.g. validation)",
-    )  # fmt: skip
-    build.add_argument("--order", type=int, default=6)
-    build.add_argument("--smoothing", choices=SMOOTHINGS, default="kn", help="Kneser-Ney or Witten-Bell")
-    build.add_argument("-o", "--output", help="write the model as an ARPA file")
-    build.add_argument("--into", metavar="CHECKPOINT", help="store the model inside this checkpoint")
-    score = commands.add_parser("perplexity", help="per-character perplexity of text files")
-    score.add_argument("lm", help="ARPA file or checkpoint")
-    score.add_argument("texts", nargs="+", metavar="TEXT")
-    args = parser.parse_args(argv)
-    from htr.synth.synthetic import read_text_lines  # the project's text-file reader (whitespace collapsed)
+if __name__ == "__main__":  # python -m htr.lm: its command line is htr.cli.lm (run, not imported)
+    import runpy
 
-    try:
-        if args.command == "perplexity":
-            print(f"perplexity {load_lm(args.lm).perplexity(read_text_lines(args.texts)):.4f}")
-            return 0
-        if not (args.output or args.into):
-            parser.error("give -o ARPA and/or --into CHECKPOINT")
-        texts = read_text_lines(args.texts)
-        from htr.data import load_splits, normalize_text
-
-        splits = None  # the first dataset's: --exclude-split refers to it
-        for number, dataset in enumerate(args.dataset):
-            found = load_splits(dataset, carve=number == 0)  # the others lose no lines to a carved validation
-            splits = found if splits is None else splits
-            texts += [t for t in map(normalize_text, found[args.split]["text"]) if t]
-        if args.ink:
-            from htr.synth.iamondb import load_iamondb
-
-            texts += [line.text for line in load_iamondb(args.ink)]
-        if args.exclude_split:
-            if not args.dataset:
-                parser.error("--exclude-split needs --dataset")
-            count = len(texts)
-            texts = drop_overlapping(texts, map(normalize_text, splits[args.exclude_split]["text"]))
-            print(f"left out {count - len(texts)} lines sharing a passage with {args.exclude_split}")
-        lm = build_lm(texts, args.order, args.smoothing)
-        print(f"{len(texts)} lines -> {args.order}-gram {args.smoothing}: {len(lm.logprobs)} n-grams")
-        if args.output:
-            Path(args.output).write_text(lm.to_arpa(), encoding="utf-8")
-        if args.into:
-            from htr.hub import store_lm
-
-            store_lm(args.into, lm)
-    except Exception as error:  # one clear line at the command-line edge
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("htr.cli.lm", run_name="__main__", alter_sys=True)

@@ -9,13 +9,10 @@ Writes ``OUTPUT_DIR/handwriting_recognizer_best.pth`` (the best model by validat
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import math
-import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,7 +27,6 @@ from htr.alphabet import Alphabet
 from htr.atomic_file import remove_leftovers
 from htr.batching import bucketed_batches, weighted_epoch
 from htr.checkpoint import (
-    CheckpointError,
     atomic_save,
     load_weights_extending_classes,
     model_checkpoint,
@@ -586,65 +582,7 @@ def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, 
                                           f"{cfg.distill_temperature})") if cfg.teacher else "none"}}  # fmt: skip
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, config: object, prefix: str = "") -> None:
-    """One ``--option`` per dataclass field, default from ``config``; nested dataclasses get a prefix."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            add_dataclass_arguments(parser, value, prefix=f"{prefix}{f.name}-")
-            continue
-        if f.name == "num_classes":
-            continue
-        flag = "--" + (prefix + f.name).replace("_", "-")
-        dest = (prefix + f.name).replace("-", "_")
-        if f.metadata.get("repeat"):
-            parser.add_argument(flag, dest=dest, action="append", default=None, help=f"repeatable; default: {value}")
-        elif isinstance(value, bool):
-            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=value)
-        elif isinstance(value, list):
-            parser.add_argument(flag, dest=dest, type=json.loads, default=value, help=f"JSON, default {value}")
-        else:
-            parser.add_argument(flag, dest=dest, type=type(value), default=value, help=f"default: {value}")
+if __name__ == "__main__":  # python -m htr.train: its command line is htr.cli.train (run, not imported)
+    import runpy
 
-
-def config_from_arguments(args: argparse.Namespace, config: object, prefix: str = "") -> object:
-    """Inverse of `add_dataclass_arguments`."""
-    values = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            values[f.name] = config_from_arguments(args, value, prefix=f"{prefix}{f.name}_")
-        elif f.name != "num_classes":
-            given = getattr(args, prefix + f.name)
-            values[f.name] = value if given is None and f.metadata.get("repeat") else given
-    return dataclasses.replace(config, **values)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m htr.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_dataclass_arguments(parser, TrainConfig())
-    cfg = config_from_arguments(parser.parse_args(argv), TrainConfig())
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
-    logging.basicConfig(level=logging.INFO if main_rank else logging.WARNING, format="%(message)s")
-    from htr.data import DatasetSourceError
-
-    try:
-        result = train(cfg)
-    except (DatasetSourceError, CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    if not main_rank:
-        return 0
-    if math.isinf(result["best_cer"]):
-        print("no validation yet (stopped inside the first epoch); re-run to resume")
-    else:
-        print(f"best validation CER {100 * result['best_cer']:.2f}%: {result['best_path']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("htr.cli.train", run_name="__main__", alter_sys=True)

@@ -13,11 +13,9 @@ every ``--save-every`` steps and the run resumes from it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -197,35 +195,10 @@ def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8),
     return {key: 2 * m / max(1, f + n) for key, (m, f, n) in sums.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pages", action="append", default=[], help="folder of PAGE/ALTO files with images")
-    parser.add_argument("--composed", action="append", default=[], help="line dataset to compose pages from")
-    parser.add_argument("--composed-pages", type=int, default=300)
-    parser.add_argument("--composed-letters", type=int, default=0,
-                        help="letters per --composed dataset: letterhead, corner lines, body, signature")  # fmt: skip
-    parser.add_argument("--output", required=True, help="the detector file to write")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument(
-        "--width",
-        type=int,
-        help="channels of the first level (default 16; with --init-from: its "
-        "width, or wider: the trained finder widened so that it starts out computing the same map)",
-    )
-    parser.add_argument("--init-from", help="start from this finder's weights (fine-tuning)")
-    parser.add_argument("--held-out", type=float, default=0.06)
-    parser.add_argument("--validate-every", type=int, default=250)
-    parser.add_argument("--save-every", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--ema-decay",
-        type=float,
-        default=0.0,
-        help="validate and save an exponential moving average of the weights (e.g. 0.998); 0: off",
-    )
-    args = parser.parse_args(argv)
+def run(args) -> int:
+    """Train (or resume) the line finder as ``args`` say (``htr.cli.train_lines`` reads them from the command line:
+    pages, composed pages and letters, output, steps, batch size, learning rate, width, start, held-out share,
+    validation and saving intervals, seed, weight average)."""
     output = Path(args.output)
     inputs = json.dumps(
         [args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE]
@@ -325,5 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m htr.train_line_detector runs htr.cli.train_lines (not imported)
+    import runpy
+
+    runpy.run_module("htr.cli.train_lines", run_name="__main__", alter_sys=True)

@@ -5,8 +5,9 @@ import torch
 
 from htr.alphabet import Alphabet
 from htr.checkpoint import CheckpointError, atomic_save, load_model, model_checkpoint, read_checkpoint
+from htr.cli.average import main
 from htr.model import CRNN, ModelConfig
-from htr.training.average_checkpoints import AVERAGED_KEY, average_checkpoints, main
+from htr.training.average_checkpoints import AVERAGED_KEY, average_checkpoints
 
 SMALL = {"stem_channels": 4, "cnn": ["M", [1, 8], "Mh", [1, 12]], "rnn_hidden": 16, "rnn_layers": 1}
 ALPHABET = Alphabet("abc ")

@@ -14,6 +14,7 @@ from PIL import Image
 from htr import hub
 from htr.alphabet import Alphabet
 from htr.checkpoint import CheckpointError, atomic_save, model_checkpoint, read_checkpoint
+from htr.cli.hub import main as hub_command
 from htr.hub import record_evaluation, store_lm
 from htr.inference import Recognizer
 from htr.lm import build_lm
@@ -34,7 +35,7 @@ def card_metadata(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def shipped_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hub") / "htr-iam"
-    assert hub.main(["export", str(SHIPPED), str(folder)]) == 0
+    assert hub_command(["export", str(SHIPPED), str(folder)]) == 0
     return folder
 
 
@@ -132,7 +133,7 @@ def test_card_carries_recorded_metrics_licences_and_training(small_checkpoint, t
     record_evaluation(small_checkpoint, {"dataset": "iam-dev", "split": "validation", "lines": 390,
                                          "decoder": "beam 16, 3-gram LM", "cer": 0.0458, "wer": 0.156})  # fmt: skip
     folder = tmp_path / "card-test"
-    assert hub.main(["export", str(small_checkpoint), str(folder)]) == 0
+    assert hub_command(["export", str(small_checkpoint), str(folder)]) == 0
     meta = card_metadata(folder)
     results = meta["model-index"][0]["results"]
     values = {(m["name"], r["dataset"]["split"]): m["value"] for r in results for m in r["metrics"]}
@@ -183,7 +184,7 @@ def test_a_folder_carries_the_checkpoints_current_export_and_reads_with_it(small
     images = [render_line(text) for text in ["the cat", "a dog ran"]]
     export_onnx(small_checkpoint, small_checkpoint.with_suffix(".onnx"))  # X.onnx beside X.pth, made from it
     folder = tmp_path / "with-onnx"
-    assert hub.main(["export", str(small_checkpoint), str(folder)]) == 0
+    assert hub_command(["export", str(small_checkpoint), str(folder)]) == 0
     assert sorted(os.listdir(folder)) == sorted(hub.FOLDER_FILES)  # model.onnx among them
     from_file, from_folder = Recognizer(small_checkpoint, "cpu"), Recognizer(folder, "cpu")
     assert from_file.runtime == from_folder.runtime == "onnxruntime" and from_folder.notes == []
@@ -212,14 +213,14 @@ def test_a_stale_export_is_neither_carried_nor_pushed(small_checkpoint, tmp_path
     record_evaluation(small_checkpoint, {"dataset": "d", "split": "s", "decoder": "greedy", "lines": 1, "cer": 0.5,
                                          "wer": 0.5})  # fmt: skip  # the .pth changed after its export
     folder = tmp_path / "stale"
-    assert hub.main(["export", str(small_checkpoint), str(folder)]) == 0
+    assert hub_command(["export", str(small_checkpoint), str(folder)]) == 0
     assert "is stale" in capsys.readouterr().out and not (folder / hub.ONNX_NAME).exists()
     export_onnx(small_checkpoint, folder / hub.ONNX_NAME)  # records the .pth, not the folder's weights
     stale = Recognizer(folder, "cpu")
     assert stale.runtime == "pytorch" and "was not exported from this model.safetensors" in stale.notes[0]
     with pytest.raises(CheckpointError, match="not made from this folder's weights"):
         hub.push(folder, "someone/model")  # refused before any network use
-    assert hub.main(["push", str(folder), "someone/model"]) == 2
+    assert hub_command(["push", str(folder), "someone/model"]) == 2
 
 
 def test_htr_export_of_a_folder_writes_its_model_onnx(small_checkpoint, tmp_path):
@@ -239,7 +240,7 @@ def test_a_hub_models_export_serves_from_the_hub_cache(small_checkpoint, tmp_pat
     export_onnx(small_checkpoint, small_checkpoint.with_suffix(".onnx"))
     revision = "0" * 40
     cache = tmp_path / "hf" / "hub" / "models--someone--small"
-    assert hub.main(["export", str(small_checkpoint), str(cache / "snapshots" / revision)]) == 0
+    assert hub_command(["export", str(small_checkpoint), str(cache / "snapshots" / revision)]) == 0
     (cache / "refs").mkdir()
     (cache / "refs" / "main").write_text(revision)
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}

@@ -168,11 +168,12 @@ def finder_training_argv(tmp_path: Path, output: Path) -> list[str]:
 
 def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_path, monkeypatch):
     from htr import train_line_detector
+    from htr.cli.train_lines import main as train_lines
 
     output = tmp_path / "finder.pt"
     argv = finder_training_argv(tmp_path, output)
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "4"])
-    train_line_detector.main()
+    train_lines()
     finder = LineFinder(output)
     assert finder.network.config == {"width": 4} and 0 < finder.threshold < 1
     trained_on = torch.load(output, weights_only=True)["trained_on"]  # provenance: the pages that taught it
@@ -181,7 +182,7 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
     state = torch.load(output.with_name("finder.last.pt"), weights_only=False)
     assert state["step"] == 4 and len(state["history"]) == 2
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "6"])
-    train_line_detector.main()  # resumes from the last state and goes on to step 6
+    train_lines()  # resumes from the last state and goes on to step 6
     assert torch.load(output.with_name("finder.last.pt"), weights_only=False)["step"] == 6
     ink = np.zeros((300, 400), np.float32)
     assert all(len(b) == 4 for b in finder.boxes(ink))
@@ -191,7 +192,7 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
     start = torch.load(output, weights_only=True)["model"]
     argv[argv.index("--output") + 1] = str(tuned)
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "1", "--lr", "1e-9", "--init-from", str(output)])
-    train_line_detector.main()
+    train_lines()
     weights = torch.load(tuned.with_name("tuned.last.pt"), weights_only=False)["model"]
     assert weights["head.weight"].shape == start["head.weight"].shape  # width 4, the start's
     learned = [k for k in start if k.endswith(("weight", "bias"))]
@@ -200,7 +201,7 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
     wider = tmp_path / "wider.pt"
     argv[argv.index("--output") + 1], argv[argv.index("--width") + 1] = str(wider), "8"
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "1", "--lr", "1e-9", "--init-from", str(output)])
-    train_line_detector.main()
+    train_lines()
     weights = torch.load(wider.with_name("wider.last.pt"), weights_only=False)["model"]
     assert weights["head.weight"].shape == (1, 8, 1, 1) and LineFinder(wider).network.config == {"width": 8}
     assert torch.allclose(weights["head.weight"][:, :4], start["head.weight"], atol=1e-4)
@@ -208,12 +209,12 @@ def test_training_on_page_xml_and_composed_pages_writes_a_finder_that_loads(tmp_
 
 
 def test_with_ema_decay_the_weight_average_is_validated_saved_and_resumed(tmp_path, monkeypatch):
-    from htr import train_line_detector
+    from htr.cli.train_lines import main as train_lines
 
     output = tmp_path / "finder.pt"
     argv = [*finder_training_argv(tmp_path, output), "--lr", "1e-2", "--ema-decay", "0.5"]
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "2"])
-    train_line_detector.main()  # one validation, at step 2: the finder written is the average at step 2
+    train_lines()  # one validation, at step 2: the finder written is the average at step 2
     saved = torch.load(output, weights_only=True)["model"]
     last = torch.load(output.with_name("finder.last.pt"), weights_only=False)
     average = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
@@ -221,7 +222,7 @@ def test_with_ema_decay_the_weight_average_is_validated_saved_and_resumed(tmp_pa
     assert all(torch.equal(saved[k], average[k]) for k in saved)
     assert not all(torch.equal(saved[k], last["model"][k]) for k in saved)  # not the raw weights
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "3"])
-    train_line_detector.main()  # resumes the average too: its count goes on from 2
+    train_lines()  # resumes the average too: its count goes on from 2
     assert int(torch.load(output.with_name("finder.last.pt"), weights_only=False)["ema"]["n_averaged"]) == 3
 
 

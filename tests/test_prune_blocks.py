@@ -5,8 +5,9 @@ import torch
 
 from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, load_model, model_checkpoint, model_from_checkpoint, read_checkpoint
+from htr.cli.prune import main
 from htr.model import CRNN, ModelConfig
-from htr.training.prune_blocks import main, prune_blocks
+from htr.training.prune_blocks import prune_blocks
 
 ALPHABET = Alphabet("abc ")
 LARGE = ["M", [2, 8], "Mh", [3, 12]]

@@ -2,7 +2,8 @@ import argparse
 
 import pytest
 
-from htr.train import TrainConfig, add_dataclass_arguments, config_from_arguments, lr_factor
+from htr.cli.train import add_dataclass_arguments, config_from_arguments
+from htr.train import TrainConfig, lr_factor
 
 
 def parse(*argv: str) -> TrainConfig:

@@ -18,15 +18,15 @@ from htr import __version__
 # subcommand -> (module whose main(argv) runs it, one line of help)
 COMMANDS = {
     "read": ("htr.cli.read", "read lines and pages from images (python predict.py)"),
-    "train": ("htr.train", "train or fine-tune a recognizer; re-run to resume (python -m htr.train)"),
-    "evaluate": ("htr.evaluate", "CER and WER of a model on a dataset split (python -m htr.evaluate)"),
-    "export": ("htr.export", "ONNX export of a model (fp32 or int8) or of the line finder (python -m htr.export)"),
-    "hub": ("htr.hub", "model folders: export, card, push (python -m htr.hub)"),
-    "demo": ("htr.demo", "the browser demo (python -m htr.demo)"),
-    "lm": ("htr.lm", "character language models: build, into a model, ARPA (python -m htr.lm)"),
-    "train-lines": ("htr.train_line_detector", "train the line finder (python -m htr.train_line_detector)"),
-    "average": ("htr.training.average_checkpoints", "average the weights of checkpoints"),
-    "prune": ("htr.training.prune_blocks", "a trained model without some residual blocks: a student's start"),
+    "train": ("htr.cli.train", "train or fine-tune a recognizer; re-run to resume (python -m htr.train)"),
+    "evaluate": ("htr.cli.evaluate", "CER and WER of a model on a dataset split (python -m htr.evaluate)"),
+    "export": ("htr.cli.export", "ONNX export of a model (fp32 or int8) or of the line finder (python -m htr.export)"),
+    "hub": ("htr.cli.hub", "model folders: export, card, push (python -m htr.hub)"),
+    "demo": ("htr.cli.demo", "the browser demo (python -m htr.demo)"),
+    "lm": ("htr.cli.lm", "character language models: build, into a model, ARPA (python -m htr.lm)"),
+    "train-lines": ("htr.cli.train_lines", "train the line finder (python -m htr.train_line_detector)"),
+    "average": ("htr.cli.average", "average the weights of checkpoints"),
+    "prune": ("htr.cli.prune", "a trained model without some residual blocks: a student's start"),
 }
 
 

@@ -25,8 +25,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from htr.reading.decoding_options import add_decoder_arguments, check_decoder_arguments, decoder_options
-from htr.shipped import default_checkpoint
+from htr.cli.options import (
+    add_checkpoint_argument,
+    add_decoder_arguments,
+    add_device_arguments,
+    check_decoder_arguments,
+    command_name,
+    decoder_options,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
 CHUNK = 256  # images prepared and read together
@@ -35,12 +41,12 @@ XML_FORMATS = ("page", "alto")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog=command_name("htr.cli.read") if sys.argv[0].startswith("htr ") else None,
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob pattern")
-    parser.add_argument("--checkpoint", default=default_checkpoint(),
-                        help="model checkpoint: .pth, model folder or hub repo id (see htr.hub)")  # fmt: skip
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "--format",
         choices=["text", "json", "tsv", "page", "alto"],
@@ -52,11 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "each image)")  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="page / alto: replace XML files that exist")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument(
-        "--precision", choices=["auto", "fp32", "bf16"], default="auto",
-        help="auto: bf16 on GPUs and on CPUs with native bf16 support, else fp32",
-    )  # fmt: skip
+    add_device_arguments(parser)
     parser.add_argument(
         "--segment", choices=["auto", "never", "always"], default="auto",
         help="find the text lines of paragraph or page images; auto: when an image holds more than one line",

@@ -11,7 +11,12 @@ import numpy as np
 from htr.alphabet import BLANK, Alphabet
 from htr.lm import CharLM, load_lm
 from htr.reading.beam import LMScorer, beam_search_batch
-from htr.reading.decoding_options import DECODERS, DEFAULT_BEAM_WIDTH, DEFAULT_INSERTION_BONUS, DEFAULT_LM_WEIGHT
+
+DECODERS = ("greedy", "beam")
+# Tuned for the shipped model on iam-dev/validation only (README, "Decoding").
+DEFAULT_BEAM_WIDTH = 16
+DEFAULT_LM_WEIGHT = 0.8
+DEFAULT_INSERTION_BONUS = 1.5
 
 
 def greedy_paths(log_probs: np.ndarray, lengths: Sequence[int]) -> list[list[int]]:

@@ -11,12 +11,9 @@ metrics are dropped (they described other weights: measure again with ``htr.eval
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
-from pathlib import Path
 
-from htr.checkpoint import CheckpointError, atomic_save, read_checkpoint
+from htr.checkpoint import CheckpointError
 
 AVERAGED_KEY = "weights averaged over"  # the training recipe's entry naming the averaged checkpoints
 
@@ -50,21 +47,7 @@ def average_checkpoints(checkpoints: list[dict], names: list[str]) -> dict:
     return averaged
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoints", nargs="+", help="checkpoint files or model folders of one architecture")
-    parser.add_argument("--output", "-o", required=True, help="where to write the averaged checkpoint (.pth)")
-    args = parser.parse_args(argv)
-    try:
-        checkpoints = [read_checkpoint(path) for path in args.checkpoints]
-        averaged = average_checkpoints(checkpoints, [Path(path).as_posix() for path in args.checkpoints])
-        atomic_save(averaged, args.output)
-    except (CheckpointError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.output}: the mean of {len(checkpoints)} checkpoints' weights")
-    return 0
+if __name__ == "__main__":  # python -m htr.training.average_checkpoints runs htr.cli.average (not imported)
+    import runpy
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("htr.cli.average", run_name="__main__", alter_sys=True)

@@ -10,15 +10,9 @@ one; the pruned model reads worse until it learns again, e.g. from the original 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
-import sys
-from pathlib import Path
-
-from htr.checkpoint import CheckpointError, atomic_save, model_from_checkpoint, read_checkpoint
-from htr.model import count_parameters
 
 STEM_LAYERS = 3  # convolution, batch norm, ReLU before the first entry of ``cnn`` (htr.model.build_cnn)
 POOLINGS = ("M", "Mh")  # the entries of ``cnn`` that are not stages of blocks
@@ -71,27 +65,7 @@ def prune_blocks(checkpoint: dict, cnn: list) -> dict:
     return pruned
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="the trained checkpoint file or model folder")
-    parser.add_argument("--cnn", required=True, help='the smaller CNN as JSON, e.g. \'["M", [1, 64], "Mh", ...]\'')
-    parser.add_argument("--output", "-o", required=True, help="where to write the pruned checkpoint (.pth)")
-    args = parser.parse_args(argv)
-    try:
-        cnn = json.loads(args.cnn)
-        pruned = prune_blocks(read_checkpoint(args.checkpoint), cnn)
-        model, _ = model_from_checkpoint(pruned, args.output)
-        atomic_save(pruned, args.output)
-    except json.JSONDecodeError as error:
-        print(f"error: --cnn is not JSON: {error}", file=sys.stderr)
-        return 2
-    except (CheckpointError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    source = Path(args.checkpoint).name
-    print(f"wrote {args.output}: {count_parameters(model):,} parameters, cnn {json.dumps(cnn)} (from {source})")
-    return 0
+if __name__ == "__main__":  # python -m htr.training.prune_blocks: its command line is htr.cli.prune (run, not imported)
+    import runpy
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    runpy.run_module("htr.cli.prune", run_name="__main__", alter_sys=True)

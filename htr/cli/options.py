@@ -1,14 +1,33 @@
-"""Decoder defaults and their command-line options, shared by predict.py and htr.evaluate (no heavy imports)."""
+"""Options every command shares, declared once: the model (``--checkpoint``, by default the shipped one), the device
+and precision, and decoding; and the name a command goes by in its usage line."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-DECODERS = ("greedy", "beam")
-# Tuned for the shipped model on iam-dev/validation only (README, "Decoding").
-DEFAULT_BEAM_WIDTH = 16
-DEFAULT_LM_WEIGHT = 0.8
-DEFAULT_INSERTION_BONUS = 1.5
+from htr.reading.decode import DECODERS, DEFAULT_BEAM_WIDTH, DEFAULT_INSERTION_BONUS, DEFAULT_LM_WEIGHT
+from htr.shipped import default_checkpoint
+
+
+def command_name(module: str) -> str:
+    """How the running command is spelled in its usage line: ``htr NAME`` under the ``htr`` command, else
+    ``python -m MODULE``."""
+    return sys.argv[0] if sys.argv[0].startswith("htr ") else f"python -m {module}"
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser, help: str = "the model") -> None:
+    """``--checkpoint``: a .pth, a model folder or a hub repo id; by default ``HTR_CHECKPOINT`` or the shipped model."""
+    parser.add_argument("--checkpoint", default=default_checkpoint(),
+                        help=f"{help}: a .pth, a model folder or a hub repo id (default: the shipped model, or "
+                        "HTR_CHECKPOINT)")  # fmt: skip
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, precision: str = "auto") -> None:
+    """``--device`` (auto, cpu, cuda) and ``--precision`` (auto: bf16 where the hardware has it natively)."""
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=precision,
+                        help=f"auto: bf16 where the hardware has it natively, else fp32 ({precision})")  # fmt: skip
 
 
 def add_decoder_arguments(parser: argparse.ArgumentParser, default: str) -> None:
