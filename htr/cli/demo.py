@@ -1,12 +1,6 @@
-"""A local web page to try the recognizer: upload a photo or scan of a line or a page, or write a line by hand.
+"""``htr demo`` (``python -m htr.demo``): its command line.
 
-    pip install -r requirements-demo.txt
-    python -m htr.demo                      # http://127.0.0.1:7860
-    python -m htr.demo --checkpoint models/my-model --port 8080
-
-Shows the text, each line's box on the image with its confidence, the less confident words marked, and the
-result as JSON, PAGE XML and ALTO files to download. Runs offline (no fonts or scripts fetched at run time);
-``--share`` (a public gradio.live link) stays off unless asked for.
+What it does: the docstring of `htr.demo`, which ``--help`` shows.
 """
 
 from __future__ import annotations
@@ -15,12 +9,13 @@ import argparse
 import os
 import sys
 
+from htr import demo as library
 from htr.cli.options import add_checkpoint_argument, command_name
 from htr.demo import DemoReader, build_app
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=command_name("htr.demo"), description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=command_name("htr.demo"), description=library.__doc__.split("\n\n")[0])
     add_checkpoint_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860)

@@ -1,11 +1,6 @@
-"""Character and word error rates of a checkpoint on a dataset split.
+"""``htr evaluate`` (``python -m htr.evaluate``): its command line.
 
-    python -m htr.evaluate --checkpoint handwriting_recognizer_best.pth \
-        --dataset Teklia/IAM-line --split test --decoder beam --output results.tsv
-
-A dataset without splits of its own (a folder of PAGE XML / ALTO files, of images with ``labels.tsv``, or IAM's
-layout) is scored whole unless ``--split validation`` asks for the part ``htr.train`` holds out of it (10%, by
-page or writer, seed 0). Also reports the error rates of the less and the more confident half of the lines.
+What it does: the docstring of `htr.evaluate`, which ``--help`` shows.
 """
 
 from __future__ import annotations
@@ -14,6 +9,7 @@ import argparse
 import logging
 import sys
 
+from htr import evaluate as library
 from htr.cli.options import (
     add_checkpoint_argument,
     add_decoder_arguments,
@@ -34,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from htr.reading.decode import make_decoder
     from htr.runtime import resolve_device, resolve_precision
 
-    parser = argparse.ArgumentParser(prog=command_name("htr.evaluate"), description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=command_name("htr.evaluate"), description=library.__doc__.split("\n\n")[0])
     add_checkpoint_argument(parser)
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="hub id or local path (see htr.data)")
     parser.add_argument("--split", default="test", help="train, validation or test (see above for datasets without)")

@@ -1,26 +1,6 @@
-"""Export a checkpoint's network to ONNX with a dynamic batch and width, and check it against PyTorch.
+"""``htr export`` (``python -m htr.export``): its command line.
 
-    python -m htr.export --int8 path/to/iam-dev     # handwriting_recognizer_best.pth -> .onnx beside it, int8
-    python -m htr.export --checkpoint my_model.pth  # my_model.onnx (fp32)
-    python -m htr.export --checkpoint models/my-model --int8 path/to/iam-dev   # a model folder's model.onnx
-    python predict.py --onnx other.onnx examples/*.png
-    python -m htr.export --line-finder line_finder.pt   # the page line finder -> line_finder.onnx
-
-The ONNX graph maps images (B, 1, H, W) to log-probabilities (T, B, C); its metadata holds the alphabet, the
-architecture, the checkpoint's language model and the SHA-256 of the checkpoint file, so the export reads on its own
-(``predict.py --onnx X`` never imports PyTorch for lines, beam search included). An export ``X.onnx`` beside
-``X.pth`` (the default output) is what ``predict.py --checkpoint X.pth`` runs on the CPU, as long as ``X.pth`` is
-the file it was made from: anything that rewrites the checkpoint (training, ``htr.evaluate --record``, ``htr.lm
-build --into``) makes it stale, and PyTorch reads until it is exported again. A model folder's export is its
-``model.onnx``, made from its ``model.safetensors`` (recording results or a new LM in the folder keeps it; the
-folder's own LM is used); ``python -m htr.hub export X.pth FOLDER`` carries ``X.onnx`` over. After exporting, the
-example images (or ``--check`` images) are read with PyTorch and with onnxruntime (when installed) and the texts
-compared; the exit status is 1 when they differ (not checked with ``--int8``, whose rounding may change a character:
-measure it with ``benchmarks/predict_speed.py``).
-
-``--line-finder`` exports the trained line finder instead (dynamic height and width, its threshold and geometry in
-the metadata) and checks that onnxruntime finds the same lines on ``examples/real_page.jpg`` (or ``--check``
-pages); an ONNX reader uses ``line_finder.onnx`` beside the shipped ``line_finder.pt`` when it is there.
+What it does: the docstring of `htr.export`, which ``--help`` shows.
 """
 
 from __future__ import annotations
@@ -29,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from htr import export as library
 from htr.checkpoint import CheckpointError, load_model
 from htr.cli.options import add_checkpoint_argument, command_name
 from htr.export import check_line_finder, export_line_finder, export_onnx, quantize_onnx
@@ -38,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     from htr.inference import Recognizer
     from htr.reading.preprocess import load_image
 
-    parser = argparse.ArgumentParser(prog=command_name("htr.export"), description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=command_name("htr.export"), description=library.__doc__.split("\n\n")[0])
     add_checkpoint_argument(parser, "the model to export")
     parser.add_argument("-o", "--output", help="default: the checkpoint's name with .onnx, beside it (where predict.py "
                         "finds it), or with --line-finder PT, PT's name with .onnx")  # fmt: skip

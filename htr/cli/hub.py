@@ -1,19 +1,6 @@
-"""Model folders in the Hugging Face Hub layout: safetensors weights, a JSON config, the LM and a generated card.
+"""``htr hub`` (``python -m htr.hub``): its command line.
 
-    python -m htr.hub export handwriting_recognizer_best.pth models/htr-iam    # .pth -> folder
-    python -m htr.hub card models/htr-iam                                        # print the model card
-    python -m htr.hub push models/htr-iam your-name/htr-iam                      # needs a token (hf auth login)
-    python predict.py --checkpoint models/htr-iam line.png                       # a folder, or a hub repo id
-    python -m htr.export --checkpoint models/htr-iam --int8 path/to/iam-dev       # its model.onnx, made anew
-
-A folder holds ``config.json`` (format version, architecture, image height, alphabet, metrics, training record),
-``model.safetensors`` (the weights), ``lm.safetensors`` (the character LM's n-grams, when there is one),
-``README.md`` (the model card, written from the config) and, when the checkpoint had a current ONNX export beside it
-(``X.onnx`` made from ``X.pth``, see ``htr.export``), ``model.onnx``: the same network for ONNX Runtime, which
-predict.py then runs on the CPU, as it does beside a ``.pth``. Reading one parses JSON and safetensors only (and
-ONNX, which holds no code): no pickle, no code from the folder. Everything that takes ``--checkpoint`` takes a
-folder or a hub repo id (``owner/name``, optionally ``@revision``); the hub is asked only when the string is not a
-local path.
+What it does: the docstring of `htr.hub`, which ``--help`` shows.
 """
 
 from __future__ import annotations
@@ -23,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from htr import hub as library
 from htr.checkpoint import read_checkpoint
 from htr.cli.options import command_name
 from htr.hub import carry_export, folder_config, model_card, push, save_pretrained
@@ -30,7 +18,7 @@ from htr.model_files import FOLDER_FILES, CheckpointError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=command_name("htr.hub"), description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=command_name("htr.hub"), description=library.__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write a checkpoint (.pth or folder) as a model folder")
     export.add_argument("checkpoint")

@@ -1,14 +1,6 @@
-"""Character n-gram language models: built from text, saved as ARPA, queried as a distribution per context.
+"""``htr lm`` (``python -m htr.lm``): its command line.
 
-Tokens are characters; a line is scored as ``<s> c1 c2 ... cn </s>``. Two smoothings: interpolated modified
-Kneser-Ney (``kn``, the default) and interpolated Witten-Bell (``wb``). Both are exact backoff models, written
-in the standard ARPA backoff format (log10 probabilities, the space character spelled ``<space>``) that n-gram
-toolkits read; inside a checkpoint the same n-grams are kept in a compact form (see ``CharLM.to_state``).
-
-    python -m htr.lm build train.txt -o iam.arpa --order 6
-    python -m htr.lm build --dataset path/to/iam-dev --exclude-split validation -o iam.arpa \
-        --into handwriting_recognizer_best.pth
-    python -m htr.lm perplexity iam.arpa validation.txt
+What it does: the docstring of `htr.lm`, which ``--help`` shows.
 """
 
 from __future__ import annotations
@@ -17,12 +9,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from htr import lm as library
 from htr.cli.options import command_name
 from htr.lm import SMOOTHINGS, build_lm, drop_overlapping, load_lm
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=command_name("htr.lm"), description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=command_name("htr.lm"), description=library.__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build a character n-gram LM from text")
     build.add_argument("texts", nargs="*", metavar="TEXT", help="text files, one line of text per line")

@@ -1,11 +1,6 @@
-"""Drop residual blocks from a trained CRNN: the start of a faster student, before distillation.
+"""``htr prune`` (``python -m htr.training.prune_blocks``): its command line.
 
-A stage ``[n, c]`` of n residual blocks keeps its first blocks (the first one adapts the channels; the others map
-c channels to c, so leaving one out leaves the rest of the network working). Every kept weight is the trained
-one; the pruned model reads worse until it learns again, e.g. from the original with ``htr.train --teacher``::
-
-    python -m htr.training.prune_blocks models/handwriting_recognizer_large.pth \
-        --cnn '["M", [2, 64], "Mh", [2, 128], "Mh", [1, 256]]' -o runs/pruned.pth
+What it does: the docstring of `htr.training.prune_blocks`, which ``--help`` shows.
 """
 
 from __future__ import annotations
@@ -18,12 +13,13 @@ from pathlib import Path
 from htr.checkpoint import CheckpointError, atomic_save, model_from_checkpoint, read_checkpoint
 from htr.cli.options import command_name
 from htr.model import count_parameters
+from htr.training import prune_blocks as library
 from htr.training.prune_blocks import prune_blocks
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=command_name("htr.training.prune_blocks"), description=__doc__.split("\n\n")[0]
+        prog=command_name("htr.training.prune_blocks"), description=library.__doc__.split("\n\n")[0]
     )
     parser.add_argument("checkpoint", help="the trained checkpoint file or model folder")
     parser.add_argument("--cnn", required=True, help='the smaller CNN as JSON, e.g. \'["M", [1, 64], "Mh", ...]\'')

@@ -1,10 +1,6 @@
-"""Train a CRNN on a line dataset; re-running with the same output folder resumes where it stopped.
+"""``htr train`` (``python -m htr.train``): its command line.
 
-    python -m htr.train --dataset Teklia/IAM-line --output-dir runs/iam        # hub (needs internet)
-    python -m htr.train --dataset path/to/iam-dev --output-dir runs/iam-dev    # local parquet folder
-
-Writes ``OUTPUT_DIR/handwriting_recognizer_best.pth`` (the best model by validation CER) and
-``OUTPUT_DIR/last_state.pt`` (everything needed to resume), both atomically, and ``history.json``.
+What it does: the docstring of `htr.train`, which ``--help`` shows.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ import math
 import os
 import sys
 
+from htr import train as library
 from htr.checkpoint import CheckpointError
 from htr.cli.options import command_name
 from htr.train import TrainConfig, train
@@ -58,7 +55,9 @@ def config_from_arguments(args: argparse.Namespace, config: object, prefix: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=command_name("htr.train"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=command_name("htr.train"),
+        description=library.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_dataclass_arguments(parser, TrainConfig())
     cfg = config_from_arguments(parser.parse_args(argv), TrainConfig())
