@@ -277,7 +277,11 @@ def load_splits(
 def load_validation(
     source: str, val_fraction: float = 0.1, seed: int = 0, iam_keep_err: bool = False
 ) -> datasets.Dataset:
-    """The validation split of ``source``; carved from its train split (as `load_splits` does) when it has none."""
+    """The validation split of ``source``; carved from its train split (as `load_splits` does) when it has none. Of
+    a folder with split subfolders only ``validation/`` is read."""
+    path = Path(source).expanduser()
+    if path.is_dir() and "validation" in (folders := _split_folders(path)):
+        return _standardize(_load_split_folders({"validation": folders["validation"]}, iam_keep_err)["validation"])
     raw = load_source(source, iam_keep_err)
     named = {SPLIT_ALIASES.get(name, name): split for name, split in raw.items()}
     if "validation" in named:

@@ -359,7 +359,7 @@ def _transkribus_2013_page(image: str, size: tuple[int, int], lines: list[tuple[
 def test_a_transkribus_2013_export_in_split_folders_loads_as_a_dataset(tmp_path):
     """Shaped like ../shared/data/hooker-letters: train/ and validation/ folders of page JPEGs with their PAGE
     2013 files; custom reading order, untranscribed lines, a polygon that leaves the image, '&' and '£'."""
-    from htr.data import decode_row_image, load_splits
+    from htr.data import decode_row_image, load_splits, load_validation
 
     export = tmp_path / "letters"
     written = {"train": ["My dear Dyer", "Kew & the rest", "", "send £5 at once"], "validation": ["Yours ever"]}
@@ -377,6 +377,7 @@ def test_a_transkribus_2013_export_in_split_folders_loads_as_a_dataset(tmp_path)
     assert sorted(splits) == ["train", "validation"]  # the folders' own split: nothing carved
     assert splits["train"]["text"] == ["My dear Dyer", "Kew & the rest", "send £5 at once"]  # reading order
     assert splits["validation"]["text"] == ["Yours ever"]
+    assert load_validation(str(export))["text"] == ["Yours ever"]  # the folder's own validation split
     last = decode_row_image(splits["train"][2]["image"])
     image_width = Image.open(export / "train" / "JDH_train.jpg").width
     assert last.width <= image_width  # the polygon was cut at the image's border
