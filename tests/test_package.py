@@ -53,7 +53,7 @@ def test_the_default_model_is_the_checkouts_and_htr_checkpoint_overrides_it(monk
     assert missing.returncode == 2 and "mine.pth" in missing.stderr and missing.stderr.count("\n") == 1
 
 
-def test_no_module_imports_an_old_name_and_no_old_name_is_kept():
+def test_the_old_module_names_and_their_import_hook_are_gone():
     import htr
 
     assert not hasattr(htr, "MOVED")
