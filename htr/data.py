@@ -89,6 +89,7 @@ def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict |
 
     images, texts, groups = [], [], []
     layout_files = pages = without_text = 0
+    unreadable: list[str] = []  # pages with text whose image is missing or broken
     for xml_path in tqdm(files, desc=f"cutting lines from {root.name}", leave=False):
         try:
             page = read_page(xml_path)
@@ -107,11 +108,13 @@ def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict |
         if image_path is None:
             log.warning("%s: its image %s was not found beside it or in a sibling folder; skipped", xml_path,
                         page.image or f"{xml_path.stem}.*")  # fmt: skip
+            unreadable.append(page.image or f"{xml_path.stem}.*")
             continue
         try:
             gray = to_grayscale(load_image(image_path))
         except Exception as error:  # noqa: BLE001 - any decoding problem: name the file, load the others
             log.warning("%s: cannot read its image %s (%s); skipped", xml_path, image_path, error)
+            unreadable.append(str(image_path))
             continue
         width, height = page.size or (gray.shape[1], gray.shape[0])  # coordinates are in the stated size
         sx, sy = gray.shape[1] / max(1, width), gray.shape[0] / max(1, height)
@@ -130,8 +133,11 @@ def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict |
         return None
     log.info("%s: %d lines from %d pages (%d lines without text or outside the image skipped)", root,
              len(texts), pages, without_text)  # fmt: skip
+    if not texts and unreadable:
+        raise DatasetSourceError(f"{root}: the images of its {len(unreadable)} pages with text were not found or "
+                                 f"could not be read (the first: {unreadable[0]})")  # fmt: skip
     if not texts:
-        raise DatasetSourceError(f"{root}: none of its PAGE/ALTO files has a line with text and a readable image")
+        raise DatasetSourceError(f"{root}: its PAGE/ALTO files have no line with text")
     table = datasets.Dataset.from_dict({"image": images, "text": texts, "group": groups})
     return datasets.DatasetDict({"train": table.cast_column("image", datasets.Image(decode=False))})
 

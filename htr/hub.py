@@ -217,6 +217,7 @@ def model_card(config: dict) -> str:
                 metric_value=round(100 * entry[metric], 2),
             ))  # fmt: skip
     sources = list(training.get("datasets") or [])
+    finetune = training.get("finetune")
     ink = [training["ink"]] if training.get("ink") else []
     data = ModelCardData(
         model_name=name, library_name="pytorch", pipeline_tag="image-to-text", language="en",
@@ -249,14 +250,16 @@ def model_card(config: dict) -> str:
         "## Intended use and limits", "",
         "- Meant for: English handwriting, one text line per image (pages are split into lines by the project's "
         "line finder), dark ink on light, plain paper; research, teaching, and reading one's own scans.",
-        "- Not trained on: other languages or scripts, historical hands, printed text, tables and forms, "
-        "strongly curved or rotated lines, light writing on dark backgrounds. Expect much higher error rates there "
-        "(fine-tune on a few hundred lines of the target material).",
+        (f"- Fine-tuned on `{finetune['data']}`: it reads material like that best; elsewhere, expect the base "
+         f"model's limits (`{finetune['base']}`)." if finetune else
+         "- Not trained on: other languages or scripts, historical hands, printed text, tables and forms, "
+         "strongly curved or rotated lines, light writing on dark backgrounds. Expect much higher error rates there "
+         "(fine-tune on a few hundred lines of the target material: `htr finetune`)."),
         "- Errors are common on names, numbers and rare words; the language model favours English spelling.",
         "",
         "## Training data and licences", "",
     ]  # fmt: skip
-    if sources or ink:
+    if sources or ink or finetune:
         for source in sources:
             lines.append(f"- `{source}` (line images and transcriptions): {dataset_licence(source)}")
         for source in ink:
@@ -268,6 +271,9 @@ def model_card(config: dict) -> str:
         for source in training.get("print_text") or []:
             lines.append(f"- `{source}` (text set in printing and typewriter fonts, {training.get('print_ratio', '?')} "
                          "per real line each epoch; DejaVu and STIX fonts, as matplotlib ships them)")  # fmt: skip
+        if finetune:
+            lines.append(f"- `{finetune['data']}` ({finetune['training lines']:,} line images and transcriptions, the "
+                         f"fine-tuning data): {finetune['licence']}")  # fmt: skip
         if data.license_name:
             lines += ["", "The weights are derived from data licensed for non-commercial research only: use them "
                       "for non-commercial research and teaching; commercial use needs the data owners' "
@@ -289,6 +295,16 @@ def model_card(config: dict) -> str:
             lines.append(f"- Hardware: {training['hardware']}.")
         if training.get("note"):
             lines.append(f"- {training['note']}")
+        if finetune:
+            before, after = finetune["before"], finetune["after"]
+            lines.append(
+                f"- Fine-tuned from `{finetune['base']}` on {finetune['training lines']:,} training lines"
+                + (f" ({finetune['pages']} pages)" if finetune.get("pages") else "")
+                + f" of `{finetune['data']}` with `htr finetune` ({finetune['epochs']} epochs, {finetune['steps']:,} "
+                f"steps, {finetune['hardware']}): on its {after['lines']:,} validation lines CER "
+                f"{_percent(before['cer'])} before, {_percent(after['cer'])} after; WER {_percent(before['wer'])} "
+                f"before, {_percent(after['wer'])} after ({after['decoder']})."
+            )
     else:
         lines.append("Not recorded in this model's config.")
     lines += ["", "## Results", ""]
@@ -297,8 +313,8 @@ def model_card(config: dict) -> str:
         for entry in evaluations:
             lines.append(f"| {entry['dataset']} | {entry['split']} | {entry.get('lines', '?')} | {entry['decoder']} "
                          f"| {_percent(entry['cer'])} | {_percent(entry['wer'])} |")  # fmt: skip
-        lines += ["", "Recorded by `python -m htr.evaluate --record` (character and word error rates, in percent "
-                  "in the metadata above)."]  # fmt: skip
+        lines += ["", "Recorded by `htr evaluate --record` or `htr finetune` (character and word error rates, in "
+                  "percent in the metadata above)."]  # fmt: skip
     elif "val_cer" in metrics:
         lines.append(f"Validation during training (greedy): CER {_percent(metrics['val_cer'])}, "
                      f"WER {_percent(metrics['val_wer'])}. No evaluation recorded.")  # fmt: skip

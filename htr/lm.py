@@ -266,6 +266,77 @@ def build_lm(texts: Iterable[str], order: int = 6, smoothing: str = "kn") -> Cha
     )
 
 
+def interpolate(first: CharLM, second: CharLM, weight: float) -> CharLM:
+    """The mixture ``weight * first + (1 - weight) * second`` as one backoff model (static interpolation, as SRILM's
+    ``-mix-lm`` writes it): every n-gram of either model gets the mixed probability of its context, and each context's
+    backoff weight is set so that its distribution sums to 1 over the union of both vocabularies (a token one model
+    lacks has probability 0 in it)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"interpolation weight {weight} is not in [0, 1]")
+    order = max(first.order, second.order)
+    vocab = "".join(sorted(set(first.vocab) | set(second.vocab)))
+    index = {token: i for i, token in enumerate(vocab)}
+    places = [np.array([index[t] for t in lm.vocab]) for lm in (first, second)]
+
+    def mixed(context: str) -> np.ndarray:  # the two models' probabilities after ``context``, mixed, over ``vocab``
+        total = np.zeros(len(vocab))
+        for lm, place, share in zip((first, second), places, (weight, 1.0 - weight)):
+            if share > 0:
+                total[place] += share * np.exp(lm.distribution(context))
+        return total
+
+    grams = sorted(set(first.logprobs) | set(second.logprobs), key=lambda g: (len(g), g))
+    by_context: dict[str, list[str]] = defaultdict(list)
+    for gram in grams:
+        if gram != BOS:
+            by_context[gram[:-1]].append(gram[-1])
+    by_context[""] = list(vocab)  # every token has a unigram
+    logprobs: dict[str, float] = {BOS: math.log(10.0**-99)}
+    backoffs: dict[str, float] = {}
+    new: dict[str, np.ndarray] = {}  # the mixed model's distribution per context, built shortest context first
+
+    def distribution(context: str) -> np.ndarray:
+        while context not in new:
+            context = context[1:]
+        return new[context]
+
+    for context in sorted(by_context, key=len):
+        probs = mixed(context)
+        tokens = np.array([index[t] for t in by_context[context]])
+        if context:
+            lower = distribution(context[1:])
+            left = max(1e-12, 1.0 - probs[tokens].sum())
+            alpha = left / max(1e-12, 1.0 - lower[tokens].sum())
+            values = alpha * lower
+            values[tokens] = probs[tokens]
+            backoffs[context] = math.log(alpha)
+        else:
+            values = probs
+        new[context] = values
+        for token in by_context[context]:
+            logprobs[context + token] = math.log(max(values[index[token]], 1e-300))
+    return CharLM(order, logprobs, backoffs)
+
+
+def choose_interpolation(
+    first: CharLM, second: CharLM, texts: list[str], weights: Iterable[float] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+) -> tuple[float, dict[float, float]]:
+    """The weight of ``first`` in `interpolate` that gives ``texts`` the lowest perplexity, and each weight's
+    perplexity (of the exact mixture, which the interpolated model equals on every n-gram either model has)."""
+    known = set(first.vocab) | set(second.vocab)
+    probs = []  # per token of texts: (first's probability, second's)
+    for text in texts:
+        context = BOS
+        for token in text + EOS:
+            token = token if token in known else UNK
+            probs.append([math.exp(lm.distribution(context)[lm.index[token]]) if token in lm.index else 0.0
+                          for lm in (first, second)])  # fmt: skip
+            context += token
+    table = np.array(probs).reshape(-1, 2)
+    perplexities = {w: float(np.exp(-np.mean(np.log(np.maximum(table @ [w, 1 - w], 1e-300))))) for w in weights}
+    return min(perplexities, key=perplexities.get), perplexities
+
+
 def drop_overlapping(texts: list[str], held_out: Iterable[str], window: int = 20) -> list[str]:
     """``texts`` without the lines that share a passage of ``window`` characters with ``held_out`` (so that an
     LM does not know the evaluation text)."""

@@ -93,6 +93,8 @@ class TrainConfig:
     output_dir: str = "runs/htr"  # best checkpoint, last state and history; re-run to resume
     epochs: int = 80
     max_steps: int = 0  # stop (resumably) after this many optimizer steps in total; 0: no limit
+    max_minutes: float = 0.0  # stop (resumably) after this many minutes of training and validation over all
+    # sittings; the learning-rate schedule ends there too (whichever of steps and minutes runs out first); 0: none
     batch_size: int = 16
     lr: float = 1e-3  # peak AdamW learning rate, reached after warm-up, then cosine decay
     min_lr_ratio: float = 0.05  # final learning rate as a fraction of lr
@@ -113,6 +115,7 @@ class TrainConfig:
     max_val_lines: int = 0  # use only the first N validation lines; 0: all
     save_every: int = 200  # steps between last-state saves within an epoch
     init_from: str = ""  # start from this checkpoint's weights and architecture (fresh optimizer); see README
+    freeze_cnn: bool = False  # train only the LSTM and the output layers (the convolutions keep their weights)
     photo_share: float = 0.0  # share of real training lines drawn as a simulated phone photo of themselves
     ink: str = ""  # IAM-OnDB folder or archive (lineStrokes/ + ascii/): adds rendered ink lines to every epoch
     ink_ratio: float = 1.0  # rendered ink lines per real training line in each epoch (with --ink)
@@ -141,11 +144,13 @@ class TrainConfig:
         return list(self.dataset_weights) or [1.0] * len(self.dataset)
 
 
-def lr_factor(step: int, cfg: TrainConfig, total_steps: int) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``total_steps``."""
+def lr_factor(step: int, cfg: TrainConfig, total_steps: int, budget_spent: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``total_steps``, or earlier when the share
+    ``budget_spent`` of ``max_minutes`` is further along than the steps are."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    progress = max(progress, min(1.0, budget_spent))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -233,6 +238,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     dtype = resolve_precision(cfg.precision, device)
     seed_everything(cfg.seed)
     cpu_share = CpuShare(period=10.0) if device.type == "cpu" and cfg.share_cpu and not world.distributed else None
+    if world.distributed and cfg.max_minutes:
+        raise ValueError("--max-minutes is for one process; under torchrun give --epochs or --max-steps")
     if device.type == "cpu" and world.distributed:  # the machine's cores split between its ranks
         torch.set_num_threads(max(1, usable_cores() // world.local_size))
     if world.is_main:  # what a killed run left half-written
@@ -269,6 +276,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
             added,
             alphabet.chars[-added:] if added else "",
         )
+    if cfg.freeze_cnn:
+        model.cnn.requires_grad_(False)
     model = model.to(device)
     # deterministic, so rebuilt on resume; only rank 0 writes checkpoints
     lm = build_lm(texts, cfg.lm_order) if cfg.lm_order > 0 and world.is_main else None
@@ -297,12 +306,13 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     if world.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total_steps))
+    budget = TimeBudget(cfg.max_minutes)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total_steps, budget.spent()))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     ema = weight_average(model, cfg.ema_decay)
 
     run = Run(cfg, world, device, dtype, cpu_share, alphabet, model_cfg, model, net, optimizer, scheduler, scaler, ema,
-              teacher, lm, out)  # fmt: skip
+              teacher, lm, out, budget)  # fmt: skip
     if state:
         run.restore(state)
     if world.distributed:  # each rank its own augmentation stream, re-derived (not restored) on every resume
@@ -316,7 +326,7 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
              synthetic_per_epoch, " + ".join(str(len(v)) for v in val_sets))  # fmt: skip
     done = run.progress
     try:
-        while done.epoch < cfg.epochs and (not cfg.max_steps or done.step < cfg.max_steps):
+        while done.epoch < cfg.epochs and (not cfg.max_steps or done.step < cfg.max_steps) and not budget.used_up():
             chosen = weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed * 100_003 + done.epoch)
             epoch_set = EpochLines(torch.utils.data.Subset(train_set, chosen), [train_widths[i] for i in chosen])
             if parts:
@@ -324,6 +334,11 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
                                          progress, share=(world.rank, world.size))  # fmt: skip
                 epoch_set.add_synthetic(synthetic, gather(list(zip(synthetic.positions, synthetic.widths)), world))
             finished, running = run.train_epoch(epoch_set, progress)
+            if not finished and budget.used_up():  # the time is up: the weights it reached are validated
+                run.end_epoch(val_sets, val_names, running)
+                log.info("stopped at step %d: %.1f of %.1f minutes used; re-run with a larger time budget to go on",
+                         done.step, budget.seconds() / 60, cfg.max_minutes)  # fmt: skip
+                break
             if not finished:  # stopped by max_steps inside the epoch
                 run.save_state()
                 log.info("stopped at step %d (max_steps); re-run to resume", done.step)
@@ -353,13 +368,33 @@ class Progress:
     skipped_batches: int = 0  # batches whose loss was not finite
     lines_seen: int = 0  # training lines in the optimizer loop
     train_seconds: float = 0.0  # wall time in the optimizer loop
+    val_seconds: float = 0.0  # wall time validating
 
     @classmethod
     def from_state(cls, state: dict, batch_size: int) -> Progress:
         return cls(state["epoch"], state["batch_in_epoch"], state["step"], state["best_cer"], state["bad_epochs"],
                    state["history"], state.get("skipped_batches", 0),
                    state.get("lines_seen", state["step"] * batch_size),  # states from before lines were counted
-                   state.get("train_seconds", 0.0))  # fmt: skip
+                   state.get("train_seconds", 0.0), state.get("val_seconds", 0.0))  # fmt: skip
+
+
+@dataclass
+class TimeBudget:
+    """``max_minutes`` of training and validation over all sittings (0: no budget), read from a run's `Progress`."""
+
+    minutes: float
+    progress: Progress = field(default_factory=Progress)
+    last_validation: float = 0.0  # seconds the latest validation took: kept free at the end of the budget
+
+    def seconds(self) -> float:
+        return self.progress.train_seconds + self.progress.val_seconds
+
+    def spent(self) -> float:
+        """The share of the budget used, with room for one more validation (0 without a budget)."""
+        return (self.seconds() + self.last_validation) / (60 * self.minutes) if self.minutes > 0 else 0.0
+
+    def used_up(self) -> bool:
+        return self.minutes > 0 and self.spent() >= 1.0
 
 
 @dataclass
@@ -383,10 +418,12 @@ class Run:
     teacher: Teacher | None
     lm: object | None  # the character LM stored in best checkpoints (rank 0 only)
     out: Path
+    budget: TimeBudget = field(default_factory=lambda: TimeBudget(0.0))
     progress: Progress = field(default_factory=Progress)
 
     def __post_init__(self) -> None:
         self.best_path, self.state_path = self.out / BEST_NAME, self.out / STATE_NAME
+        self.budget.progress = self.progress
         sittings = [h.get("sitting", 1) for h in self.progress.history]
         self.sitting = {"sitting": 1 + max(sittings, default=0), "hardware": describe(self.device, self.dtype)}
 
@@ -423,9 +460,20 @@ class Run:
             "scaler": self.scaler.state_dict(), "epoch": done.epoch, "batch_in_epoch": done.batch_in_epoch,
             "step": done.step, "best_cer": done.best_cer, "bad_epochs": done.bad_epochs, "history": done.history,
             "skipped_batches": done.skipped_batches, "rng_cpu": torch.get_rng_state(), "lines_seen": done.lines_seen,
-            "train_seconds": done.train_seconds, "ema": self.ema.state_dict() if self.ema is not None else None,
+            "train_seconds": done.train_seconds, "val_seconds": done.val_seconds,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng_cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
         }, self.state_path)  # fmt: skip
+
+    def time_left(self) -> str:
+        """'  about N min left' from the pace of the epochs so far, within the time budget; '' when done."""
+        done, cfg = self.progress, self.cfg
+        if done.epoch >= cfg.epochs or not done.epoch:
+            return ""
+        seconds = self.budget.seconds() / done.epoch * (cfg.epochs - done.epoch)
+        if cfg.max_minutes > 0:
+            seconds = min(seconds, max(0.0, 60 * cfg.max_minutes - self.budget.seconds()))
+        return f"  about {seconds / 60:.0f} min left"
 
     def train_epoch(self, epoch_set: EpochLines, progress: bool) -> tuple[bool, float | None]:
         """Train on the rest of the current epoch's batches, saving the state every ``save_every`` steps; returns
@@ -433,6 +481,8 @@ class Run:
         batch was left)."""
         cfg, world, done = self.cfg, self.world, self.progress
         self.model.train()
+        if cfg.freeze_cnn:  # its batch-norm statistics stay as trained too
+            self.model.cnn.eval()
         batches = bucketed_batches(epoch_set.widths, cfg.batch_size, seed=cfg.seed * 100_003 + done.epoch)
         shares = [rank_share(b, epoch_set.owners, world) for b in batches[done.batch_in_epoch :]]
         loader = torch.utils.data.DataLoader(epoch_set, batch_sampler=[indices for indices, _ in shares],
@@ -458,7 +508,7 @@ class Run:
             else:
                 running = loss if running is None else 0.95 * running + 0.05 * loss
                 bar.set_postfix(loss=f"{running:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-            if cfg.max_steps and done.step >= cfg.max_steps:
+            if (cfg.max_steps and done.step >= cfg.max_steps) or self.budget.used_up():
                 break
             if cfg.save_every and done.step % cfg.save_every == 0:
                 self.save_state()
@@ -474,6 +524,7 @@ class Run:
             done.best_cer, done.bad_epochs, stop = from_main(None, world)
             done.epoch, done.batch_in_epoch = done.epoch + 1, 0
             return stop
+        clock = time.monotonic()
         rates = validation_rates(evaluated, val_sets, val_names, self.alphabet, 2 * cfg.batch_size, self.device,
                                  self.dtype, self.cpu_share)  # fmt: skip
         entry = {"epoch": done.epoch + 1, "step": done.step, "train_loss": running, "val_cer": rates["cer"],
@@ -482,6 +533,8 @@ class Run:
         if self.ema is not None:  # the raw weights too, to see what the average is worth
             entry["val_cer_raw"] = validation_rates(self.model, val_sets, val_names, self.alphabet, 2 * cfg.batch_size,
                                                     self.device, self.dtype, self.cpu_share)["cer"]  # fmt: skip
+        self.budget.last_validation = time.monotonic() - clock
+        done.val_seconds += self.budget.last_validation
         done.history.append(entry)
         improved = rates["cer"] < done.best_cer
         if improved:
@@ -492,10 +545,10 @@ class Run:
             atomic_save(model_checkpoint(evaluated, self.alphabet, metrics, self.lm, record), self.best_path)
         else:
             done.bad_epochs += 1
-        log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s", done.epoch + 1, done.step,
-                 math.nan if running is None else running,
-                 100 * rates["cer"], 100 * rates["wer"], "  (best, saved)" if improved else "")  # fmt: skip
         done.epoch, done.batch_in_epoch = done.epoch + 1, 0
+        log.info("epoch %d  step %d  loss %.3f  val CER %.2f%%  WER %.2f%%%s%s", done.epoch, done.step,
+                 math.nan if running is None else running, 100 * rates["cer"], 100 * rates["wer"],
+                 "  (best, saved)" if improved else "", self.time_left())  # fmt: skip
         self.save_state()
         (self.out / "history.json").write_text(json.dumps(done.history, indent=1))
         stop = bool(cfg.patience and done.bad_epochs >= cfg.patience)

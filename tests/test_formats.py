@@ -13,11 +13,10 @@ from PIL import Image, ImageDraw
 from htr.alphabet import BLANK, Alphabet
 from htr.reading.positions import align, estimate_baseline
 from tests.conftest import render_line
+from tests.exports import alto_xml, page_of_lines, page_xml, transkribus_2013_page
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "tests" / "schemas"
-PAGE_NS = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"
-ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"
 
 
 def predict(*args: str) -> subprocess.CompletedProcess:
@@ -201,72 +200,28 @@ def test_a_page_is_what_reading_returns_and_the_decoder_is_chosen_per_call(handw
 # PAGE XML and ALTO in
 
 
-def _page_xml(image: str, size: tuple[int, int], regions: list[tuple[str, list[tuple[list, str | None]]]],
-              order: list[str] | None = None) -> str:  # fmt: skip
-    """A PAGE file shaped like a Transkribus export: regions holding lines (polygon, baseline, text)."""
-    points = lambda ps: " ".join(f"{x},{y}" for x, y in ps)  # noqa: E731
-    body = ""
-    if order:
-        refs = "".join(f'<RegionRefIndexed index="{k}" regionRef="{r}"/>' for k, r in enumerate(order))
-        body += f'<ReadingOrder><OrderedGroup id="ro">{refs}</OrderedGroup></ReadingOrder>'
-    for region_id, lines in regions:
-        body += f'<TextRegion id="{region_id}"><Coords points="0,0 1,0 1,1"/>'
-        for k, (polygon, text) in enumerate(lines):
-            ys = [y for _, y in polygon]
-            baseline = f'<Baseline points="{polygon[0][0]},{max(ys) - 4} {polygon[1][0]},{max(ys) - 4}"/>'
-            equiv = f"<TextEquiv><Unicode>{text}</Unicode></TextEquiv>" if text is not None else ""
-            body += f'<TextLine id="{region_id}l{k}"><Coords points="{points(polygon)}"/>{baseline}{equiv}</TextLine>'
-        body += "</TextRegion>"
-    return (f'<?xml version="1.0" encoding="UTF-8"?><PcGts xmlns="{PAGE_NS}"><Metadata><Creator>t</Creator>'
-            f"<Created>2024-01-01T00:00:00</Created><LastChange>2024-01-01T00:00:00</LastChange></Metadata>"
-            f'<Page imageFilename="{image}" imageWidth="{size[0]}" imageHeight="{size[1]}">{body}</Page>'
-            "</PcGts>")  # fmt: skip
-
-
-def _alto_xml(image: str, size: tuple[int, int], lines: list[tuple[tuple, list[str]]]) -> str:
-    """An ALTO file shaped like an eScriptorium export: polygons, baselines, strings with spaces between."""
-    body = ""
-    for k, ((left, top, right, bottom), words) in enumerate(lines):
-        strings = "<SP/>".join(f'<String CONTENT="{w}" HPOS="{left}" VPOS="{top}" WIDTH="5" HEIGHT="5"/>'
-                               for w in words)  # fmt: skip
-        polygon = f"{left} {top} {right} {top} {right} {bottom} {left} {bottom}"
-        body += (f'<TextLine ID="l{k}" BASELINE="{left} {bottom - 4} {right} {bottom - 4}" HPOS="{left}" '
-                 f'VPOS="{top}" WIDTH="{right - left}" HEIGHT="{bottom - top}"><Shape><Polygon POINTS="{polygon}"/>'
-                 f"</Shape>{strings}</TextLine>")  # fmt: skip
-    return (f'<?xml version="1.0" encoding="UTF-8"?><alto xmlns="{ALTO_NS}"><Description><MeasurementUnit>pixel'
-            f"</MeasurementUnit><sourceImageInformation><fileName>{image}</fileName></sourceImageInformation>"
-            f'</Description><Layout><Page ID="p" PHYSICAL_IMG_NR="1" WIDTH="{size[0]}" HEIGHT="{size[1]}">'
-            f'<PrintSpace><TextBlock ID="b">{body}</TextBlock></PrintSpace></Page></Layout></alto>')  # fmt: skip
-
-
-def _page_of_lines(texts: list[str]) -> tuple[Image.Image, list]:
-    from htr.synth.render import compose_page
-
-    return compose_page([render_line(t, paper=255) for t in texts], np.random.default_rng(len(texts)), gap=(20, 30))
-
-
 def test_transkribus_and_escriptorium_exports_load_as_line_datasets(tmp_path, caplog):
     from htr.data import decode_row_image, load_splits
 
     export = tmp_path / "export"
     (export / "page").mkdir(parents=True)
-    image, boxes = _page_of_lines(["first region line", "second region line", "no text here", "third"])
+    image, boxes = page_of_lines(["first region line", "second region line", "no text here", "third"])
     image.save(export / "0001.jpg")  # Transkribus: images in the folder, PAGE files in page/
     square = lambda a, b, c, d: [(a, b), (c - 1, b), (c - 1, d - 1), (a, d - 1)]  # noqa: E731  corners inclusive
     regions = [
         ("r2", [(square(*boxes[2]), None), (square(*boxes[3]), "third")]),
         ("r1", [(square(*boxes[0]), "first region line"), (square(*boxes[1]), "second region line")]),
     ]
-    (export / "page" / "0001.xml").write_text(_page_xml("0001.jpg", image.size, regions, order=["r1", "r2"]))
+    (export / "page" / "0001.xml").write_text(page_xml("0001.jpg", image.size, regions, order=["r1", "r2"]))
     (export / "mets.xml").write_text('<?xml version="1.0"?><mets xmlns="http://www.loc.gov/METS/"/>')
-    alto_image, alto_boxes = _page_of_lines(["an alto line", "and another"])
+    alto_image, alto_boxes = page_of_lines(["an alto line", "and another"])
     (export / "images").mkdir()
     alto_image.save(export / "images" / "scan_7.png")  # eScriptorium: images beside or in a sibling folder
     (export / "alto").mkdir()
     lines = [(alto_boxes[0], ["an", "alto", "line"]), (alto_boxes[1], ["and", "another"])]
-    (export / "alto" / "scan_7.xml").write_text(_alto_xml("media/scan_7.png", alto_image.size, lines))
+    (export / "alto" / "scan_7.xml").write_text(alto_xml("media/scan_7.png", alto_image.size, lines))
     (export / "alto" / "broken.xml").write_text("<alto><Layout>")
-    (export / "alto" / "lost.xml").write_text(_alto_xml("gone.png", (10, 10), [((0, 0, 9, 9), ["x"])]))
+    (export / "alto" / "lost.xml").write_text(alto_xml("gone.png", (10, 10), [((0, 0, 9, 9), ["x"])]))
     with caplog.at_level(logging.WARNING, logger="htr.data"):
         train = load_splits(str(export), carve=False)["train"]
     assert sorted(train["text"]) == sorted(["first region line", "second region line", "third", "an alto line",
@@ -329,33 +284,6 @@ def test_evaluate_scores_a_folder_without_splits_whole(tmp_path):
     assert "all lines (the dataset has no splits): 5 lines" in result.stdout
 
 
-def _transkribus_2013_page(image: str, size: tuple[int, int], lines: list[tuple[list, str, int]]) -> str:
-    """A PAGE file as Transkribus exported the shared letters: the 2013 namespace, its metadata, regions and lines
-    ordered by ``custom="readingOrder {index:N;}"`` (lines written here out of that order), ``<Unicode></Unicode>``
-    for lines nobody transcribed."""
-    from xml.sax.saxutils import escape
-
-    points = lambda ps: " ".join(f"{round(x)},{round(y)}" for x, y in ps)  # noqa: E731
-    body = ""
-    for polygon, text, index in lines:
-        ys = [y for _, y in polygon]
-        body += (f'<TextLine id="r1l{index}" custom="readingOrder {{index:{index};}}">'
-                 f'<Coords points="{points(polygon)}"/>'
-                 f'<Baseline points="{polygon[0][0]},{max(ys) - 4} {polygon[1][0]},{max(ys) - 4}"/>'
-                 f"<TextEquiv><Unicode>{escape(text)}</Unicode></TextEquiv></TextLine>")  # fmt: skip
-    ns = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15"
-    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><PcGts xmlns="{ns}" '
-            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><Metadata><Creator>Transkribus</Creator>'
-            "<Created>2020-06-16T22:20:44.298-04:00</Created><LastChange>2020-06-19T00:07:02.663+02:00</LastChange>"
-            '<TranskribusMetadata docId="1" pageId="2" pageNr="1" status="DONE"/></Metadata>'
-            f'<Page imageFilename="{image}" imageWidth="{size[0]}" imageHeight="{size[1]}">'
-            '<ReadingOrder><OrderedGroup id="ro_1" caption="Regions reading order">'
-            '<RegionRefIndexed index="0" regionRef="r1"/></OrderedGroup></ReadingOrder>'
-            '<TextRegion orientation="0.0" id="r1" custom="readingOrder {index:0;}">'
-            f'<Coords points="0,0 {size[0]},0 {size[0]},{size[1]} 0,{size[1]}"/>{body}'
-            "<TextEquiv><Unicode></Unicode></TextEquiv></TextRegion></Page></PcGts>")  # fmt: skip
-
-
 def test_a_transkribus_2013_export_in_split_folders_loads_as_a_dataset(tmp_path):
     """Shaped like ../shared/data/hooker-letters: train/ and validation/ folders of page JPEGs with their PAGE
     2013 files; custom reading order, untranscribed lines, a polygon that leaves the image, '&' and '£'."""
@@ -365,13 +293,13 @@ def test_a_transkribus_2013_export_in_split_folders_loads_as_a_dataset(tmp_path)
     written = {"train": ["My dear Dyer", "Kew & the rest", "", "send £5 at once"], "validation": ["Yours ever"]}
     for split, texts in written.items():
         (export / split).mkdir(parents=True)
-        image, boxes = _page_of_lines([t or "unread" for t in texts])
+        image, boxes = page_of_lines([t or "unread" for t in texts])
         image.convert("L").save(export / split / f"JDH_{split}.jpg", quality=65)
         polygons = [[(a, b), (c - 1, b), (c - 1, d - 1), (a, d - 1)] for a, b, c, d in boxes]
         polygons[-1] = [(-15, polygons[-1][0][1]), (image.width + 40, polygons[-1][1][1]), *polygons[-1][2:]]
         order = list(range(len(texts)))[::-1]  # written in the file last line first
         lines = [(polygons[k], texts[k], k) for k in order]
-        xml = _transkribus_2013_page(f"JDH_{split}.jpg", image.size, lines)
+        xml = transkribus_2013_page(f"JDH_{split}.jpg", image.size, lines)
         (export / split / f"JDH_{split}.xml").write_text(xml, encoding="utf-8")
     splits = load_splits(str(export))
     assert sorted(splits) == ["train", "validation"]  # the folders' own split: nothing carved

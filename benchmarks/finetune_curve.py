@@ -1,0 +1,133 @@
+"""The fine-tuning learning curve: CER on a collection's validation pages against the number of its training lines
+fine-tuned on (and against CPU minutes), from a model that has never seen the collection's hand, and from scratch.
+
+    python benchmarks/finetune_curve.py --data ../shared/data/hooker-letters --base iam-only.pth \\
+        --output runs/finetune-curve --lines 25 50 100 250 500 1000 all --scratch 250 1000 all
+
+Each point is ``htr finetune DATA --max-lines N`` with the plan's defaults (``--minutes`` and any other ``htr
+finetune`` option after ``--`` are passed on), written to ``OUTPUT/finetune-N``; ``OUTPUT/scratch-N`` starts from
+scratch instead (the base's architecture, alphabet and LM with fresh weights, at ``--scratch-lr``). Points already
+done are read back, so a killed run resumes; the table (markdown) and ``curve.png`` are written from every point
+done. The first evaluation of the base is made once and copied to the other points (same base, same validation
+pages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def scratch_base(base: str, path: Path) -> str:
+    """The base's architecture, alphabet and LM with freshly initialised weights, saved at ``path``."""
+    import torch
+
+    from htr.alphabet import Alphabet
+    from htr.checkpoint import atomic_save, model_checkpoint, read_checkpoint
+    from htr.model import CRNN, ModelConfig
+
+    if not path.is_file():
+        state = read_checkpoint(base)
+        torch.manual_seed(0)
+        model = CRNN(ModelConfig(**state["model_config"]))
+        checkpoint = model_checkpoint(model, Alphabet(state["alphabet"]))
+        checkpoint["lm"] = state.get("lm")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(checkpoint, path)
+    return str(path)
+
+
+def run_point(data: str, base: str, lines: str, folder: Path, passed: list[str], before: Path | None) -> dict:
+    """One ``htr finetune`` run (resumed when it was interrupted); its report."""
+    if (folder / "report.json").is_file():
+        return json.loads((folder / "report.json").read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    if before is not None and before.is_file() and not (folder / "before.json").exists():
+        shutil.copy(before, folder / "before.json")
+    command = [sys.executable, "-m", "htr.finetune", data, "--output", str(folder), "--base", base, *passed]
+    if lines != "all":
+        command += ["--max-lines", lines]
+    print(" ".join(command), flush=True)
+    with open(folder / "finetune.log", "a") as log:
+        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_MININTERVAL":
+                                                                                   "30"}).returncode  # fmt: skip
+    if status != 0:
+        raise SystemExit(f"htr finetune failed for {lines} lines (status {status}): see {folder / 'finetune.log'}")
+    return json.loads((folder / "report.json").read_text())
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| start | training lines | pages | CER before | CER after | WER after | epochs | minutes (2 cores) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for row in rows:
+        report = row["report"]
+        lines.append(f"| {row['start']} | {report['training lines']:,} | {report['pages']} | "
+                     f"{100 * report['before']['cer']:.2f}% | {100 * report['after']['cer']:.2f}% | "
+                     f"{100 * report['after']['wer']:.2f}% | {report['epochs']} | {report['minutes']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for start, marker in (("fine-tuned", "o"), ("scratch", "s")):
+        points = sorted((r["report"] for r in rows if r["start"] == start), key=lambda r: r["training lines"])
+        if not points:
+            continue
+        cer = [100 * p["after"]["cer"] for p in points]
+        axes[0].plot([p["training lines"] for p in points], cer, marker=marker, label=start)
+        axes[1].plot([p["minutes"] for p in points], cer, marker=marker, label=start)
+    before = next((100 * r["report"]["before"]["cer"] for r in rows if r["start"] == "fine-tuned"), None)
+    for axis in axes:
+        if before is not None:
+            axis.axhline(before, color="grey", linestyle="--", label="before (the base model)")
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("training lines of the collection")
+    axes[1].set_xlabel("minutes of the whole command (2-core CPU)")
+    axes[0].set_ylabel("validation CER, % (beam + LM)")
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="a collection with train/ and validation/ (PAGE or ALTO)")
+    parser.add_argument("--base", required=True, help="a model that has not seen the collection")
+    parser.add_argument("--output", default="runs/finetune-curve")
+    parser.add_argument("--lines", nargs="+", default=["25", "50", "100", "250", "500", "1000", "all"])
+    parser.add_argument("--scratch", nargs="*", default=[], help="these points also from scratch")
+    parser.add_argument("--scratch-lr", default="1e-3", help="peak learning rate from scratch (htr train's default)")
+    parser.add_argument("--plot", default="", help="where to write the plot (default: OUTPUT/curve.png)")
+    args, passed = parser.parse_known_args()
+    passed = [a for a in passed if a != "--"]
+    out = Path(args.output)
+    rows = []
+    before = out / f"finetune-{args.lines[0]}" / "before.json"
+    for lines in args.lines:
+        report = run_point(args.data, args.base, lines, out / f"finetune-{lines}", passed, before)
+        rows.append({"start": "fine-tuned", "report": report})
+    fresh = scratch_base(args.base, out / "scratch-base.pth") if args.scratch else ""
+    for lines in args.scratch:
+        report = run_point(args.data, fresh, lines, out / f"scratch-{lines}", [*passed, "--lr", args.scratch_lr], None)
+        rows.append({"start": "scratch", "report": report})
+    text = table(rows)
+    print(text)
+    (out / "curve.md").write_text(text + "\n")
+    plot(rows, Path(args.plot) if args.plot else out / "curve.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

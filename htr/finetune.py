@@ -1,0 +1,380 @@
+"""Fine-tune a trained reader on your own transcribed pages: one command from an export to a better model.
+
+    htr finetune path/to/export --output models/my-hand                # PAGE or ALTO files with their images
+    htr finetune path/to/lines --output models/my-hand --minutes 20    # a labels.tsv folder, within 20 minutes
+    htr finetune path/to/export --output models/my-hand --lr 1e-4      # any choice of the plan overridden
+
+The data: a folder of PAGE XML or ALTO files with their page images (what Transkribus and eScriptorium export), a
+folder of line images with ``labels.tsv``, or anything else ``htr train --dataset`` reads (``htr.data``). Its
+``validation`` split is used when it has one (a folder with ``train/`` and ``validation/``); otherwise 10% of the
+pages (``--split-by document``: of the documents, the top-level folders) are held out for validation.
+
+It starts from the shipped model (or ``--base``), adds the characters the data needs (``--min-char-count`` times at
+least), chooses learning rate, length, augmentation, what to freeze and early stopping from the number of training
+lines (`plan`; every choice printed, each one overridable), trains within ``--minutes`` (all of the command's
+time: evaluations included) with ``htr train`` (saving its state often: re-run the same command to resume), adapts
+the character LM to the collection's text (its own 6-gram LM interpolated with the base model's, the weight chosen by
+perplexity on the validation text) and ends with the error rates before and after on the validation split.
+
+``OUTPUT`` gets ``model/`` (a model folder in the hub layout with its ONNX export: ``htr read --checkpoint
+OUTPUT/model``, ``htr hub push OUTPUT/model``), ``report.md`` and ``report.json`` (the data, the plan, before and
+after, the lines that got worse), and the work: ``data/`` (the lines cut out, so a resumed run reads the same),
+``run/`` (``htr train``'s output) and ``before.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from htr.atomic_file import atomic_write
+from htr.checkpoint import read_checkpoint
+from htr.data import DatasetSourceError, LineDataset, carve_validation, load_splits, normalize_text, source_name
+from htr.model_files import CheckpointError
+
+log = logging.getLogger(__name__)
+
+LM_ORDER = 6
+VALIDATION_LINES_WHILE_TRAINING = 500  # lines validated after each epoch (all of them before and after)
+WORSE_LINES_SHOWN = 20
+
+
+@dataclass
+class FinetuneConfig:
+    """What ``htr finetune`` was asked to do; ``choices`` overrides the plan (`plan`'s names)."""
+
+    data: str
+    output: str
+    base: str
+    minutes: float = 0.0  # all of the command's time; 0: no limit (the plan's epochs)
+    max_lines: int = 0  # use only the first N training lines (in page order); 0: all
+    split_by: str = "page"  # page | document: what the held-out validation is made of (when the data has none)
+    val_fraction: float = 0.1
+    min_char_count: int = 2  # a new character joins the alphabet when the training text holds it this often
+    decoder: str = "beam"  # how before and after are measured: beam (with the LM) or greedy
+    licence: str = ""  # the data's licence, as the user gives it (for the model card)
+    int8: bool = True  # quantize the ONNX export (calibrated on 64 training lines), as the shipped model is
+    seed: int = 0
+    choices: dict = field(default_factory=dict)
+
+
+@dataclass
+class Choice:
+    value: object
+    why: str
+
+
+def plan(lines: int) -> dict[str, Choice]:
+    """The fine-tuning recipe for ``lines`` training lines: each value with the reason for it (see
+    benchmarks/finetune_curve.py and "Fine-tuning" in docs/results.md for the measurements behind them)."""
+    per_epoch = max(lines, 2000)
+    seen = 12_000 + 8 * lines
+    return {
+        "lr": Choice(3e-4, "peak AdamW rate; fine-tuning from trained weights"),
+        "batch_size": Choice(8, "as the shipped model was trained"),
+        "warmup_steps": Choice(100, "a short linear warm-up"),
+        "lines_per_epoch": Choice(
+            per_epoch,
+            "an epoch (validation, checkpoint) every 2,000 lines at least"
+            if lines < 2000
+            else "every line once per epoch",
+        ),  # fmt: skip
+        "epochs": Choice(max(1, math.ceil(seen / per_epoch)), f"about {seen:,} lines seen: 12,000 + 8 per line"),
+        "patience": Choice(3, "stop after 3 epochs without a better validation CER"),
+        "freeze_cnn": Choice(False, "the whole network adapts"),
+        "augment": Choice(True, "the default augmentation (geometry, ink, paper)"),
+        "ema_decay": Choice(0.0, "no weight average"),
+    }
+
+
+def parse_choice(name: str, text: str) -> object:
+    """A ``--set NAME=VALUE`` override, typed like the plan's value."""
+    default = plan(1)[name].value
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise ValueError(f"{name} takes true or false, not {text!r}")
+        return text.lower() in ("true", "yes", "1")
+    return type(default)(text)
+
+
+def trainable_base(checkpoint: dict, name: str) -> None:
+    """Refuse, in one line, a base model that cannot be fine-tuned (no weights, or an architecture and alphabet that
+    do not fit each other)."""
+    if "state_dict" not in checkpoint or "model_config" not in checkpoint or "alphabet" not in checkpoint:
+        raise CheckpointError(f"{name}: not a trainable model (it needs weights, architecture and alphabet)")
+    classes = checkpoint["model_config"].get("num_classes")
+    if classes != len(checkpoint["alphabet"]) + 1:
+        raise CheckpointError(f"{name}: its alphabet ({len(checkpoint['alphabet'])} characters) does not fit its "
+                              f"output layer ({classes} classes): its alphabet cannot be extended")  # fmt: skip
+
+
+def document_of(group: str) -> str:
+    """The document a page belongs to: the first folder of its path in the export (the page itself at the top)."""
+    parts = Path(group).parts
+    return parts[0] if len(parts) > 1 else group
+
+
+def prepare_data(cfg: FinetuneConfig, folder: Path) -> datasets.DatasetDict:
+    """The train and validation lines, cut out once and kept in ``folder`` (read back when it exists, so that a
+    resumed run sees the same split)."""
+    recorded = folder / "source.json"
+    asked = {"data": str(Path(cfg.data).expanduser().resolve()) if Path(cfg.data).expanduser().exists() else cfg.data,
+             "max_lines": cfg.max_lines, "split_by": cfg.split_by, "val_fraction": cfg.val_fraction,
+             "seed": cfg.seed}  # fmt: skip
+    if recorded.is_file():
+        if json.loads(recorded.read_text()) != asked:
+            raise ValueError(f"{folder.parent} holds a fine-tune of other data or settings "
+                             f"({recorded}): give another --output")  # fmt: skip
+        return datasets.load_from_disk(str(folder))
+    splits = load_splits(cfg.data, carve=False)
+    if "validation" not in splits:
+        train = splits["train"]
+        if cfg.split_by == "document" and "group" in train.column_names:
+            train = train.map(lambda row: {"group": document_of(row["group"])})
+        splits["train"], splits["validation"] = carve_validation(train, cfg.val_fraction, cfg.seed)
+        unit = "documents" if cfg.split_by == "document" else "pages"
+        log.info("no validation split: %d lines of %d %s held out (%.0f%% of the %s), %d lines left to train on",
+                 len(splits["validation"]), len(set(splits["validation"]["group"] or [])), unit,
+                 100 * cfg.val_fraction, unit, len(splits["train"]))  # fmt: skip
+    if cfg.max_lines and cfg.max_lines < len(splits["train"]):
+        splits["train"] = splits["train"].select(range(cfg.max_lines))
+    if not len(splits["train"]) or not len(splits["validation"]):
+        raise DatasetSourceError(f"{cfg.data}: too few lines to hold some out for validation "
+                                 f"({len(splits['train'])} train, {len(splits['validation'])} validation)")  # fmt: skip
+    data = datasets.DatasetDict({"train": splits["train"], "validation": splits["validation"]})
+    data.save_to_disk(str(folder))
+    atomic_write(recorded, lambda f: f.write(json.dumps(asked).encode()))
+    return datasets.load_from_disk(str(folder))
+
+
+def new_characters(known: str, texts: list[str], min_count: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Characters of ``texts`` outside ``known``: those that join (``min_count`` times or more) and those left out,
+    each with its count."""
+    counts = Counter(c for text in texts for c in text if c not in known)
+    joined = {c: n for c, n in sorted(counts.items()) if n >= min_count}
+    return joined, {c: n for c, n in sorted(counts.items()) if n < min_count}
+
+
+def read_split(checkpoint: dict, name: str, split: datasets.Dataset, decoder: str, dtype_name: str = "auto") -> dict:
+    """Error rates of a checkpoint dict on a split, with ``decoder`` (beam uses its own LM), and every line's
+    reference and reading."""
+    from htr.checkpoint import model_from_checkpoint
+    from htr.evaluate import error_rates, transcribe_dataset
+    from htr.metrics import char_errors
+    from htr.reading.decode import make_decoder
+    from htr.runtime import resolve_device, resolve_precision
+
+    device = resolve_device("auto")
+    model, alphabet = model_from_checkpoint(checkpoint, name, device)
+    lines = LineDataset(split, alphabet, model.config.height, model.output_length, "validation", for_training=False)
+    reading_decoder = make_decoder(checkpoint, decoder="beam" if decoder == "beam" and checkpoint.get("lm") else
+                                   "greedy")  # fmt: skip
+    clock = time.monotonic()
+    readings = transcribe_dataset(model, lines, alphabet, 32, device, resolve_precision(dtype_name, device),
+                                  reading_decoder)  # fmt: skip
+    texts = [r.text for r in readings]
+    return {**error_rates(lines.texts, texts), "lines": len(lines), "decoder": reading_decoder.describe(),
+            "seconds": round(time.monotonic() - clock, 1), "references": lines.texts, "readings": texts,
+            "errors": [char_errors(ref, hyp) for ref, hyp in zip(lines.texts, texts)]}  # fmt: skip
+
+
+def train_config(cfg: FinetuneConfig, chosen: dict[str, Choice], data: Path, lines: int, minutes: float):
+    """The ``htr train`` configuration of the plan (``minutes``: its share of the budget; 0: none)."""
+    from htr.train import TrainConfig
+
+    values = {name: choice.value for name, choice in chosen.items()}
+    return TrainConfig(
+        dataset=[str(data)], dataset_weights=[values["lines_per_epoch"] / lines], output_dir=str(Path(cfg.output) /
+        "run"), epochs=values["epochs"], batch_size=values["batch_size"], lr=values["lr"],
+        warmup_steps=values["warmup_steps"], patience=values["patience"], freeze_cnn=values["freeze_cnn"],
+        use_augment=values["augment"], ema_decay=values["ema_decay"], init_from=cfg.base,
+        min_char_count=cfg.min_char_count, lm_order=0, max_minutes=minutes, seed=cfg.seed,
+        max_val_lines=VALIDATION_LINES_WHILE_TRAINING, save_every=100,
+    )  # fmt: skip
+
+
+def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
+    """Fine-tune as configured (or resume); returns the report (also written to ``OUTPUT/report.json``)."""
+    from htr.hub import save_pretrained
+    from htr.lm import CharLM, build_lm, choose_interpolation, interpolate
+    from htr.train import train
+
+    start = time.monotonic()
+    out = Path(cfg.output)
+    if cfg.split_by not in ("page", "document"):
+        raise ValueError(f"--split-by takes page or document, not {cfg.split_by!r}")
+    if Path(cfg.base).suffix == ".onnx":
+        raise CheckpointError(f"{cfg.base}: an ONNX export cannot be fine-tuned; give the .pth or model folder it "
+                              "was made from")  # fmt: skip
+    base = read_checkpoint(cfg.base)
+    trainable_base(base, cfg.base)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(cfg, out / "data")
+    train_texts = [normalize_text(t) for t in data["train"]["text"]]
+    if not any(train_texts):
+        raise DatasetSourceError(f"{cfg.data}: no training line has text")
+    pages = len(set(data["train"]["group"])) if "group" in data["train"].column_names else None
+    joined, left_out = new_characters(base["alphabet"], train_texts, cfg.min_char_count)
+    log.info("data: %d training lines%s, %d validation lines", len(train_texts),
+             f" from {pages} pages" if pages else "", len(data["validation"]))  # fmt: skip
+    log.info("new characters: %s%s", ", ".join(f"{c!r} ({n} times)" for c, n in joined.items()) or "none",
+             f"; left out (fewer than {cfg.min_char_count} times, their lines not trained on): " +
+             ", ".join(f"{c!r} ({n})" for c, n in left_out.items()) if left_out else "")  # fmt: skip
+    chosen = plan(len(train_texts))
+    for name, value in cfg.choices.items():
+        if name not in chosen:
+            raise ValueError(f"unknown choice {name!r} (choices: {', '.join(chosen)})")
+        chosen[name] = Choice(value, "given")
+    for name, choice in chosen.items():
+        log.info("  %-16s %-8s %s", name, choice.value, choice.why)
+
+    before_path = out / "before.json"
+    if before_path.is_file():
+        before = json.loads(before_path.read_text())
+    else:
+        before = read_split(base, cfg.base, data["validation"], cfg.decoder)
+        atomic_write(before_path, lambda f: f.write(json.dumps(before).encode()))
+    log.info("before: CER %.2f%%  WER %.2f%% (%s, %d validation lines)", 100 * before["cer"], 100 * before["wer"],
+             before["decoder"], before["lines"])  # fmt: skip
+
+    minutes = 0.0
+    if cfg.minutes:  # what is left once the first evaluation, the last one (as long) and the LM are paid for
+        minutes = cfg.minutes - (time.monotonic() - start + 1.2 * before["seconds"] + 30) / 60
+        if minutes <= 0.5:
+            raise ValueError(f"--minutes {cfg.minutes:g} leaves no time to train (reading the validation lines takes "
+                             f"{before['seconds'] / 60:.1f} min): give more")  # fmt: skip
+    tcfg = train_config(cfg, chosen, out / "data", len(train_texts), minutes)
+    result = train(tcfg, progress=progress)
+    if math.isinf(result["best_cer"]):
+        raise ValueError("training stopped before its first validation: re-run to resume")
+    tuned = read_checkpoint(result["best_path"])
+
+    own = build_lm(train_texts, LM_ORDER)
+    val_texts = [normalize_text(t) for t in data["validation"]["text"]]
+    lm_note: dict = {"order": LM_ORDER, "training lines": len(train_texts)}
+    if base.get("lm"):
+        weight, perplexities = choose_interpolation(own, CharLM.from_state(base["lm"]), val_texts)
+        lm = interpolate(own, CharLM.from_state(base["lm"]), weight)
+        lm_note.update(
+            {
+                "weight": weight,
+                "perplexity by weight": perplexities,
+                "perplexity of the base LM": CharLM.from_state(base["lm"]).perplexity(val_texts),
+            }
+        )
+    else:
+        lm, lm_note["weight"] = own, 1.0
+    lm_note["perplexity"] = lm.perplexity(val_texts)
+    tuned["lm"] = lm.to_state()
+    after = read_split(tuned, result["best_path"], data["validation"], cfg.decoder)
+
+    history = result["history"]
+    report = {
+        "data": source_name(cfg.data),
+        "licence": cfg.licence or "not given",
+        "base": source_name(cfg.base),
+        "training lines": len(train_texts),
+        "pages": pages,
+        "validation lines": before["lines"],
+        "new characters": joined,
+        "characters left out": left_out,
+        "plan": {name: {"value": c.value, "why": c.why} for name, c in chosen.items()},
+        "epochs": len(history),
+        "steps": history[-1]["step"] if history else 0,
+        "training minutes": round(history[-1].get("train_seconds", 0) / 60, 1) if history else 0,
+        "language model": lm_note,
+        "before": summary(before),
+        "after": summary(after),
+        "worse lines": worse_lines(before, after),
+    }
+    last = history[-1] if history else {}
+    tuned["training"] = {**base.get("training", {}), "finetune": {  # what the base learnt from, then this
+        **{key: report[key] for key in ("data", "licence", "base", "training lines", "pages", "validation lines",
+                                        "epochs", "steps")},
+        "hardware": last.get("hardware", "?"), "recipe": {name: c.value for name, c in chosen.items()},
+        "before": report["before"], "after": report["after"]}}  # fmt: skip
+    tuned["metrics"] = {**tuned.get("metrics", {}), "evaluations": [
+        {"dataset": source_name(cfg.data), "split": "validation", "lines": after["lines"], "decoder": after["decoder"],
+         "cer": after["cer"], "wer": after["wer"]}]}  # fmt: skip
+    tuned["name"] = out.resolve().name
+    folder = save_pretrained(tuned, out / "model")
+    export_folder(folder, data["train"], cfg.int8)
+    report["minutes"] = round((time.monotonic() - start) / 60, 1)
+    atomic_write(out / "report.json", lambda f: f.write(json.dumps(report, indent=1, ensure_ascii=False).encode()))
+    atomic_write(out / "report.md", lambda f: f.write(report_markdown(report).encode()))
+    return report
+
+
+def summary(reading: dict) -> dict:
+    return {key: reading[key] for key in ("cer", "wer", "lines", "decoder")}
+
+
+def worse_lines(before: dict, after: dict, limit: int = WORSE_LINES_SHOWN) -> list[dict]:
+    """The validation lines read with more character errors after than before, most errors gained first."""
+    rows = [{"reference": ref, "before": b, "after": a, "errors before": eb, "errors after": ea}
+            for ref, b, a, eb, ea in zip(before["references"], before["readings"], after["readings"],
+                                         before["errors"], after["errors"]) if ea > eb]  # fmt: skip
+    return sorted(rows, key=lambda r: r["errors before"] - r["errors after"])[:limit]
+
+
+def export_folder(folder: Path, train_split: datasets.Dataset, int8: bool) -> None:
+    """The folder's ``model.onnx`` (what ``htr read`` runs on a CPU); int8 calibrated on 64 training lines."""
+    from htr.checkpoint import load_model
+    from htr.export import export_onnx, quantize_onnx
+    from htr.model_files import ONNX_NAME
+
+    export_onnx(folder, folder / ONNX_NAME)
+    if int8:
+        model, alphabet = load_model(folder)
+        lines = LineDataset(train_split, alphabet, model.config.height, model.output_length, "calibration", limit=64,
+                            for_training=False)  # fmt: skip
+        quantize_onnx(folder / ONNX_NAME, folder / ONNX_NAME, [lines[i][0].numpy() for i in range(len(lines))])
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def report_markdown(report: dict) -> str:
+    """``report.md``: what was trained on, the plan, before and after, and the lines that got worse."""
+    before, after = report["before"], report["after"]
+    lm = report["language model"]
+    lines = [
+        f"# Fine-tuning report: {report['data']}", "",
+        f"- Base model: `{report['base']}`; data: {report['training lines']:,} training lines"
+        + (f" from {report['pages']} pages" if report["pages"] else "")
+        + f", {report['validation lines']:,} validation lines; licence: {report['licence']}.",
+        "- New characters: " + (", ".join(f"`{c}` ({n})" for c, n in report["new characters"].items()) or "none")
+        + (("; left out: " + ", ".join(f"`{c}` ({n})" for c, n in report["characters left out"].items()))
+           if report["characters left out"] else "") + ".",
+        f"- Trained {report['epochs']} epochs ({report['steps']:,} steps); the command took {report['minutes']} min.",
+        f"- Language model: the collection's {lm['order']}-gram LM, weight {lm['weight']} beside the base model's "
+        f"(validation perplexity {lm['perplexity']:.2f}" + (f"; the base LM's {lm['perplexity of the base LM']:.2f}"
+                                                             if "perplexity of the base LM" in lm else "") + ").",
+        "", "| | CER | WER | decoder |", "| --- | --- | --- | --- |",
+        f"| before | {_percent(before['cer'])} | {_percent(before['wer'])} | {before['decoder']} |",
+        f"| after | {_percent(after['cer'])} | {_percent(after['wer'])} | {after['decoder']} |",
+        "", "## The plan", "", "| choice | value | why |", "| --- | --- | --- |",
+        *(f"| {name} | {c['value']} | {c['why']} |" for name, c in report["plan"].items()),
+        "", f"## Lines that got worse ({len(report['worse lines'])} shown)", "",
+    ]  # fmt: skip
+    if report["worse lines"]:
+        lines += ["| reference | before | after | errors before → after |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['reference']} | {r['before']} | {r['after']} | {r['errors before']} → {r['errors after']} |"
+                  for r in report["worse lines"]]  # fmt: skip
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m htr.finetune: its command line is htr.cli.finetune (run, not imported)
+    import runpy
+
+    runpy.run_module("htr.cli.finetune", run_name="__main__", alter_sys=True)

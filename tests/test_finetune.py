@@ -1,0 +1,168 @@
+"""htr finetune: from a PAGE or ALTO export made here to a model folder and a report; the time budget; refusals."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+import pytest
+
+from tests.conftest import random_texts
+from tests.exports import alto_xml, page_of_lines, page_xml
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # no '&': the export teaches it
+TINY = {"stem_channels": 8, "cnn": ["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]], "rnn_hidden": 32, "rnn_layers": 1}
+QUICK = {"epochs": 2, "lines_per_epoch": 24, "warmup_steps": 2, "lr": 3e-3, "patience": 0}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A tiny untrained model with a character LM, saved as a .pth."""
+    from htr.alphabet import Alphabet
+    from htr.checkpoint import atomic_save, model_checkpoint
+    from htr.lm import build_lm
+    from htr.model import CRNN, ModelConfig
+
+    alphabet = Alphabet(BASE_ALPHABET)
+    model = CRNN(ModelConfig(num_classes=alphabet.num_classes, **TINY))
+    path = tmp_path_factory.mktemp("base") / "base.pth"
+    atomic_save(model_checkpoint(model, alphabet, lm=build_lm(random_texts(200, seed=5), 4)), path)
+    return path
+
+
+def write_export(folder: Path, fmt: str, pages: int = 6, with_text: bool = True, images: bool = True) -> list[str]:
+    """``pages`` pages of 3 rendered lines each, as PAGE files beside their images (Transkribus: in page/) or as
+    ALTO files (eScriptorium); every page has a line with '&'. Returns the texts."""
+    written = []
+    (folder / "page").mkdir(parents=True)
+    for k in range(pages):
+        texts = [*random_texts(2, seed=k), "he & she"]
+        image, boxes = page_of_lines(texts)
+        if images:
+            image.save(folder / f"p{k}.png")
+        if fmt == "page":
+            polygons = [[(a, b), (c - 1, b), (c - 1, d - 1), (a, d - 1)] for a, b, c, d in boxes]
+            lines = [(polygon, escape(text) if with_text else None) for polygon, text in zip(polygons, texts)]
+            xml = page_xml(f"p{k}.png", image.size, [("r1", lines)])
+        else:
+            xml = alto_xml(f"p{k}.png", image.size, [(box, escape(text).split() if with_text else []) for box, text
+                                                     in zip(boxes, texts)])  # fmt: skip
+        (folder / "page" / f"p{k}.xml").write_text(xml, encoding="utf-8")
+        written += texts
+    return written
+
+
+def run_finetune(data: Path, output: Path, base: Path, **options):
+    from htr.finetune import FinetuneConfig, finetune
+
+    choices = {**QUICK, **options.pop("choices", {})}
+    cfg = FinetuneConfig(data=str(data), output=str(output), base=str(base), decoder="greedy", int8=False,
+                         val_fraction=0.34, choices=choices, **options)  # fmt: skip
+    return finetune(cfg, progress=False)
+
+
+@pytest.mark.parametrize("fmt", ["page", "alto"])
+def test_an_export_becomes_a_model_folder_that_knows_its_new_character(fmt, base, tmp_path):
+    from htr.checkpoint import read_checkpoint
+    from htr.data import load_splits
+
+    write_export(tmp_path / "export", fmt)
+    report = run_finetune(tmp_path / "export", tmp_path / "out", base)
+    data = load_splits(str(tmp_path / "out" / "data"))
+    assert report["new characters"] == {"&": sum(t.count("&") for t in data["train"]["text"])} == {"&": 4}
+    model = read_checkpoint(tmp_path / "out" / "model")
+    assert model["alphabet"] == BASE_ALPHABET + "&"
+    assert model["state_dict"]["head.weight"].shape[0] == len(BASE_ALPHABET) + 2
+    assert (tmp_path / "out" / "model" / "model.onnx").is_file()
+    assert model["lm"] is not None and 0 < report["language model"]["weight"] < 1
+    held_out, trained = set(data["validation"]["group"]), set(data["train"]["group"])
+    assert len(held_out) == 2 and len(trained) == 4 and not held_out & trained  # whole pages on each side
+    assert report["training lines"] == 12 and report["validation lines"] == 6
+    assert set(report["before"]) == {"cer", "wer", "lines", "decoder"} and report["after"]["lines"] == 6
+    card = (tmp_path / "out" / "model" / "README.md").read_text()
+    assert "Fine-tuned from `base.pth`" in card and "12 training lines" in card
+    assert "| before |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_rerun_resumes_and_reuses_the_data_and_the_first_evaluation(base, tmp_path):
+    write_export(tmp_path / "export", "page")
+    first = run_finetune(tmp_path / "export", tmp_path / "out", base)
+    before = (tmp_path / "out" / "before.json").stat().st_mtime_ns
+    again = run_finetune(tmp_path / "export", tmp_path / "out", base, choices={"epochs": 3})
+    assert (tmp_path / "out" / "before.json").stat().st_mtime_ns == before
+    history = json.loads((tmp_path / "out" / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # two epochs kept, one more trained
+    assert first["steps"] < again["steps"]
+    with pytest.raises(ValueError, match="other data or settings"):
+        run_finetune(tmp_path / "export", tmp_path / "out", base, max_lines=5)
+
+
+def test_the_time_budget_stops_and_saves_and_a_larger_one_goes_on(parquet_dataset, tmp_path):
+    import torch
+
+    from htr.model import ModelConfig
+    from htr.train import STATE_NAME, TrainConfig, train
+
+    def config(minutes: float) -> TrainConfig:
+        return TrainConfig(dataset=[str(parquet_dataset)], output_dir=str(tmp_path), epochs=50, batch_size=4,
+                           max_minutes=minutes, lm_order=0, warmup_steps=2, seed=0, share_cpu=False,
+                           model=ModelConfig(num_classes=0, **TINY))  # fmt: skip
+
+    first = train(config(0.05), progress=False)
+    state = torch.load(tmp_path / STATE_NAME, weights_only=True)
+    assert 0 < len(first["history"]) < 50  # stopped by the clock, not by the epochs
+    assert state["train_seconds"] + state["val_seconds"] >= 0.05 * 60 * 0.5
+    assert first["best_path"].is_file()
+    second = train(config(0.1), progress=False)
+    assert second["history"][: len(first["history"])] == first["history"]  # resumed, not restarted
+    assert len(first["history"]) < len(second["history"]) < 50
+
+
+def test_lr_schedule_ends_where_the_time_budget_ends():
+    from htr.train import TrainConfig, lr_factor
+
+    cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.05)
+    assert lr_factor(50, cfg, 10_000) > 0.99  # by steps: hardly begun
+    assert lr_factor(50, cfg, 10_000, budget_spent=0.5) == pytest.approx(0.525)  # halfway by the clock
+    assert lr_factor(50, cfg, 10_000, budget_spent=1.2) == pytest.approx(0.05)
+
+
+def finetune_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "htr.finetune", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("problem", ["no text", "no images", "onnx base"])
+def test_what_cannot_be_fine_tuned_is_refused_in_one_line(problem, base, tmp_path):
+    export = tmp_path / "export"
+    write_export(export, "page", pages=3, with_text=problem != "no text", images=problem != "no images")
+    model = str(base)
+    if problem == "onnx base":
+        model = str(tmp_path / "model.onnx")
+        Path(model).write_bytes(b"\x08\x07onnx")
+    result = finetune_command(str(export), "--output", str(tmp_path / "out"), "--base", model)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]  # besides progress and logs
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    expected = {"no text": "no line with text", "no images": "not found", "onnx base": "model.onnx"}[problem]
+    assert expected in errors[0]
+
+
+def test_interpolated_lm_is_a_distribution_between_its_two_models():
+    from htr.lm import build_lm, choose_interpolation, interpolate
+
+    letters = build_lm(["my dear hooker & co", "yours ever & truly", "kew & the gardens"], 4)
+    modern = build_lm(["the cat sat on the mat", "a dog ran in the park"], 4)
+    mixed = interpolate(letters, modern, 0.5)
+    assert set(mixed.vocab) == set(letters.vocab) | set(modern.vocab)
+    for context in ("\x02", "\x02my d", "the ", "xyz &"):
+        assert np.exp(mixed.distribution(context)).sum() == pytest.approx(1.0, abs=1e-6)
+    alone = interpolate(letters, modern, 1.0)
+    assert alone.logprob("\x02my d", "e") == pytest.approx(letters.logprob("\x02my d", "e"), abs=1e-6)
+    weight, perplexities = choose_interpolation(letters, modern, ["dear kew & co"])
+    assert weight == 0.9 and perplexities[0.9] < perplexities[0.1]  # text like the letters': their model
+    weight, _ = choose_interpolation(letters, modern, ["the dog sat in the park"])
+    assert weight == 0.05
