@@ -18,7 +18,10 @@ USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask, e.g. under taskset or a cluster's cgroup)."""
+    """Cores this process may run on: ``HTR_CORES`` when set (e.g. by ``htr batch --engine ray`` in each reading
+    actor: its share of the machine), else its affinity mask (taskset, a cluster's cgroup)."""
+    if os.environ.get("HTR_CORES", "").isdigit() and int(os.environ["HTR_CORES"]) > 0:
+        return int(os.environ["HTR_CORES"])
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -19,6 +19,8 @@ from htr import __version__
 COMMANDS = {
     "read": ("htr.cli.read", "read lines and pages from images (python predict.py)"),
     "train": ("htr.cli.train", "train or fine-tune a recognizer; re-run to resume (python -m htr.train)"),
+    "batch": ("htr.cli.batch", "read a whole collection: resumable, shardable, on Ray (python -m htr.batch)"),
+    "finetune": ("htr.cli.finetune", "fine-tune a model on your own pages, with a report (python -m htr.finetune)"),
     "evaluate": ("htr.cli.evaluate", "CER and WER of a model on a dataset split (python -m htr.evaluate)"),
     "export": ("htr.cli.export", "ONNX export of a model (fp32 or int8) or of the line finder (python -m htr.export)"),
     "hub": ("htr.cli.hub", "model folders: export, card, push (python -m htr.hub)"),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,8 +32,8 @@ from htr.cli.options import (
     command_name,
     decoder_options,
 )
+from htr.reading.preprocess import IMAGE_SUFFIXES, failure_reason
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
 CHUNK = 256  # images prepared and read together
 XML_FORMATS = ("page", "alto")
 
@@ -97,17 +96,6 @@ def expand(path: str) -> tuple[list[str], str | None]:
         files = sorted(f for f in glob.glob(path, recursive=True) if Path(f).is_file())
         return files, None if files else "pattern matches no files"
     return [], "no such file or folder"
-
-
-def failure_reason(file: str, error: Exception) -> str:
-    """One line saying why ``file`` could not be read."""
-    if isinstance(error, OSError) and error.strerror:  # permission denied, is a directory, ...
-        return error.strerror.lower()
-    if os.path.isfile(file) and os.path.getsize(file) == 0:
-        return "empty file"
-    if type(error).__name__ == "UnidentifiedImageError":
-        return "not an image, or a format Pillow cannot read"
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def emit(fmt: str, page) -> None:

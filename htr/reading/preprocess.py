@@ -9,6 +9,7 @@ zeros pads with paper.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # PyTorch is imported only where tensors are made: reading wi
 MIN_CONTRAST = 48.0  # grey levels; fainter images are not stretched more than this, so paper noise stays small
 MIN_WIDTH = 16  # narrower results are stretched to this, so every line yields a few CTC frames
 MAX_ASPECT = 32  # lines wider than MAX_ASPECT × height are squeezed horizontally to that width
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm"}
 MAX_PIXELS = 64_000_000  # larger images are refused from their header, before any pixel is decoded
 WORK_PIXELS = 16_000_000  # larger images are first shrunk (box filter) to about this size, bounding memory
 INK_THRESHOLD = 0.5  # an ink-map value above this is ink; an image with none reads as empty text
@@ -55,6 +57,17 @@ def load_image(source: str | Path | bytes) -> Image.Image:
     image.seek(0)  # multi-frame GIF/TIFF/WebP: the first frame
     image.load()
     return image
+
+
+def failure_reason(file: str, error: Exception) -> str:
+    """One line saying why image ``file`` could not be read."""
+    if isinstance(error, OSError) and error.strerror:  # permission denied, is a directory, ...
+        return error.strerror.lower()
+    if os.path.isfile(file) and os.path.getsize(file) == 0:
+        return "empty file"
+    if type(error).__name__ == "UnidentifiedImageError":
+        return "not an image, or a format Pillow cannot read"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:

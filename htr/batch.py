@@ -1,0 +1,364 @@
+"""Read a whole collection: one output file per image and a summary table; resumable, shardable, fault-tolerant.
+
+    htr batch scans/ --output read/                          # every image under scans/; read/ mirrors its tree
+    htr batch "scans/**/*.tif" --output read/ --format page  # PAGE XML (or alto); a glob, quoted
+    htr batch manifest.txt --output read/ --shard 3/16       # one path per line; a stable 16th of them
+    htr batch pages.parquet --output read/                   # a column of image bytes or paths
+    htr batch scans/ --output read/ --engine ray --actors 4  # the same job on Ray Data (RAY_ADDRESS: a cluster)
+
+Inputs: a folder (its images, in every subfolder), a glob pattern, a text manifest (one image path per line,
+relative to the manifest's folder unless absolute) or a parquet file with an image column (``image``: bytes, or
+the Hugging Face ``{bytes, path}`` struct; or ``path``: file paths) and optionally a ``key``/``id`` column naming
+each row. Each image's output is ``OUTPUT/<its path relative to the input's folder, suffix replaced>`` (``.json``,
+or ``.xml`` for PAGE and ALTO), written atomically: a re-run skips every image whose output exists, so a killed run
+(even SIGKILL) loses at most the images being read, and re-running the same command finishes the job. Images that
+fail (broken, empty, too large) are retried by a re-run and never stop one.
+
+``--shard I/N`` takes the inputs whose path hashes to I modulo N: N copies with I = 0..N-1 (a SLURM job array, a
+Kubernetes indexed job, GNU parallel) share the work with no coordinator and write to the same OUTPUT. The summary
+(``OUTPUT/summary.jsonl``, or ``summary-I-of-N.jsonl`` for a shard; ``--summary X.parquet`` for parquet) has a row
+per input: path, output, status (``ok`` or ``error``), lines, mean confidence, seconds and the error; the last
+line printed says how many images were read, skipped (done before) and failed.
+
+``--engine ray`` runs it as a Ray Data pipeline: inputs streamed, images decoded in tasks, pages split into lines
+and read in a pool of ``--actors`` actors that each load the model once (``--cpus-per-actor``,
+``--gpus-per-actor``) and write the outputs; ``ray.init()`` joins ``RAY_ADDRESS`` when set, else starts Ray on
+this machine. Ray retries the work of an actor that dies. Needs ``pip install "htr[ray]"``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from htr.atomic_file import atomic_write
+from htr.reading.preprocess import IMAGE_SUFFIXES, failure_reason, load_image
+
+FORMATS = {"json": ".json", "page": ".xml", "alto": ".xml"}
+PARQUET_ROWS = 64  # rows of a parquet input read at a time
+PARQUET_KEYS = ("key", "id", "path")  # the first of these columns a parquet input has names its rows
+
+
+class BatchInputError(ValueError):
+    """The input cannot be listed (no such path, an unreadable manifest or parquet file)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of the input: ``key`` (its path relative to the input: what its output is named after), where it is
+    (``source``, a file) or its bytes (``data``, from a parquet row)."""
+
+    key: str
+    source: str
+    data: bytes | None = None
+
+
+@dataclass
+class BatchConfig:
+    """What ``htr batch`` reads, where it writes, and how."""
+
+    inputs: str
+    output: str
+    format: str = "json"
+    shard: tuple[int, int] = (0, 1)
+    summary: str = ""  # default: OUTPUT/summary.jsonl (summary-I-of-N.jsonl for a shard)
+    segment: str = "auto"
+    checkpoint: str = ""
+    device: str = "auto"
+    precision: str = "auto"
+    decoder: dict = field(default_factory=dict)  # htr.reading.decode.make_decoder options
+    engine: str = "local"  # local | ray
+    actors: int = 2
+    cpus_per_actor: float = 0.0  # 0: the machine's CPUs shared between the actors
+    gpus_per_actor: float = 0.0
+
+    def summary_path(self) -> Path:
+        if self.summary:
+            return Path(self.summary)
+        index, count = self.shard
+        return Path(self.output) / ("summary.jsonl" if count == 1 else f"summary-{index}-of-{count}.jsonl")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` -> (I, N), with 0 <= I < N."""
+    index, slash, count = text.partition("/")
+    if not slash or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise ValueError(f"--shard takes I/N with 0 <= I < N (e.g. 0/4), not {text!r}")
+    return int(index), int(count)
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether ``key`` belongs to shard I of N: a stable hash of the key, so every copy agrees without talking."""
+    index, count = shard
+    return count == 1 or int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") % count == index
+
+
+def _files_under(folder: Path) -> Iterator[Path]:
+    """The image files under ``folder``, every subfolder, in a stable order (sorted per folder)."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield Path(root) / name
+
+
+def _relative_items(paths: Iterable[str], root: Path) -> Iterator[Item]:
+    for path in paths:
+        try:
+            key = Path(path).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:  # outside the root (a manifest's absolute path elsewhere): its path from the top
+            key = Path(path).resolve().as_posix().lstrip("/")
+        yield Item(key, str(path))
+
+
+def _parquet_items(path: Path) -> Iterator[Item]:
+    """Rows of a parquet file as items, ``PARQUET_ROWS`` at a time (memory stays bounded)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as error:  # noqa: BLE001 - not parquet, damaged: one line
+        raise BatchInputError(f"{path}: cannot read it as parquet ({str(error).splitlines()[0]})") from None
+    names = table.schema_arrow.names
+    image_column = "image" if "image" in names else "path" if "path" in names else None
+    if image_column is None:
+        raise BatchInputError(f"{path}: needs an 'image' (bytes) or 'path' column; it has {', '.join(names)}")
+    key_column = next((c for c in PARQUET_KEYS if c in names), None)
+    columns = sorted({image_column, *([key_column] if key_column else [])})
+    row = 0
+    for batch in table.iter_batches(batch_size=PARQUET_ROWS, columns=columns):
+        for values in batch.to_pylist():
+            image = values[image_column]
+            if isinstance(image, dict):  # the Hugging Face Image struct
+                data, source = image.get("bytes"), image.get("path")
+            else:
+                data, source = (image, None) if isinstance(image, bytes) else (None, image)
+            key = str(values[key_column]) if key_column and values[key_column] is not None else f"row-{row:09d}"
+            if source and not data and not Path(source).is_absolute():
+                source = str(path.parent / source)
+            yield Item(key, source or f"{path}#{row}", data)
+            row += 1
+
+
+def iter_inputs(spec: str) -> Iterator[Item]:
+    """The images of an input (folder, glob, manifest or parquet file), streamed in a stable order."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        yield from _relative_items(map(str, _files_under(path)), path)
+    elif path.is_file() and path.suffix.lower() == ".parquet":
+        yield from _parquet_items(path)
+    elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        yield Item(path.name, str(path))
+    elif path.is_file():  # a manifest: one path per line
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise BatchInputError(f"{path}: cannot read it as a list of image paths ({error})") from None
+        paths = [str(path.parent / line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+        yield from _relative_items(paths, path.parent)
+    elif glob.has_magic(spec):
+        root = Path(spec.split("*")[0].split("?")[0].split("[")[0] or ".")
+        root = root if root.is_dir() else root.parent
+        files = sorted(f for f in glob.glob(spec, recursive=True) if Path(f).is_file())
+        yield from _relative_items(files, root)
+    else:
+        raise BatchInputError(f"{spec}: no such file or folder")
+
+
+def output_path(output: Path, key: str, fmt: str) -> Path:
+    """Where the result of the image ``key`` goes: the same relative path under ``output``, with the format's suffix."""
+    relative = Path(key)
+    return output / relative.parent / (relative.stem + FORMATS[fmt])
+
+
+@dataclass
+class Row:
+    """One line of the summary."""
+
+    path: str
+    output: str
+    status: str  # ok | error
+    lines: int | None = None
+    confidence: float | None = None
+    seconds: float | None = None
+    error: str = ""
+
+
+def render(page, fmt: str) -> bytes:  # page: htr.reading.page_result.Page
+    """The output file's bytes of a read image."""
+    if fmt == "json":
+        return (json.dumps(page.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+    from htr.pages.page_export import WRITERS
+
+    return WRITERS[fmt](page)
+
+
+def decode(item: Item):  # -> PIL.Image.Image
+    """The item's image, decoded (refused from its header when too large)."""
+    return load_image(item.data if item.data is not None else item.source)
+
+
+def read_item(recognizer, item: Item, image, target: Path, fmt: str, segment: str, started: float) -> Row:
+    """Read one decoded image (or the error that stopped its decoding) and write its output atomically; never
+    raises for a bad image. Each image's lines are read in batches of their own, so an image reads the same
+    whatever else is read beside it."""
+    try:
+        if isinstance(image, Exception):
+            raise image
+        prepared = recognizer.prepare_image(image, segment)
+        readings = recognizer.read_prepared(prepared.lines, with_positions=True)
+        page = recognizer.page(prepared, readings, source=item.key)
+        data = render(page, fmt)
+        atomic_write(target, lambda f: f.write(data))
+    except Exception as error:  # noqa: BLE001 - one image's failure is a row, never a stop
+        reason = failure_reason(item.source, error) if item.data is None else failure_reason("", error)
+        return Row(item.source, str(target), "error", seconds=round(time.monotonic() - started, 3), error=reason)
+    return Row(item.source, str(target), "ok", len(page.lines), round(page.confidence, 4),
+               round(time.monotonic() - started, 3))  # fmt: skip
+
+
+class Journal:
+    """The rows of the images read, appended as they finish (one file per shard, flushed per row): what a killed
+    run had done is known to the next."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows: dict[str, dict] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a run killed while writing it
+                    continue
+                self.rows[row["path"]] = row
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+
+    def add(self, row: Row) -> None:
+        data = asdict(row)
+        self.rows[row.path] = data
+        self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+def pending(cfg: BatchConfig, counts: Counts, listed: list[tuple[str, str]]) -> Iterator[tuple[Item, Path]]:
+    """This shard's inputs whose output is not there yet, with their output paths; ``listed`` collects (path,
+    output) of every input of the shard, ``counts.skipped`` those done before."""
+    out = Path(cfg.output)
+    claimed: set[Path] = set()
+    for item in iter_inputs(cfg.inputs):
+        if not in_shard(item.key, cfg.shard):
+            continue
+        target = output_path(out, item.key, cfg.format)
+        listed.append((item.source, str(target)))
+        if target in claimed:  # two inputs with one output name (scan.png and scan.jpg): the first keeps it
+            listed[-1] = (item.source, "")
+            continue
+        claimed.add(target)
+        if target.is_file() and target.stat().st_size > 0:
+            counts.skipped += 1
+            continue
+        yield item, target
+
+
+def write_summary(cfg: BatchConfig, listed: list[tuple[str, str]], journal: Journal) -> Path:
+    """The summary table: a row per input of the shard (the latest a run recorded; an output found without a record
+    is ``ok``), written atomically as JSON Lines or parquet."""
+    rows = []
+    for source, target in listed:
+        row = journal.rows.get(source)
+        if not target:
+            row = asdict(Row(source, "", "error", error="another input has the same output name"))
+        elif row is None or (row["status"] == "error" and Path(target).is_file()):
+            row = asdict(Row(source, target, "ok" if Path(target).is_file() else "error",
+                             error="" if Path(target).is_file() else "not read"))  # fmt: skip
+        rows.append(row)
+    path = cfg.summary_path()
+    if path.suffix == ".parquet":
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows), buffer)
+        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    else:
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
+
+
+def make_recognizer(cfg: BatchConfig):  # -> htr.inference.Recognizer
+    from htr.inference import Recognizer
+
+    return Recognizer(cfg.checkpoint, cfg.device, cfg.precision, **cfg.decoder)
+
+
+def run(cfg: BatchConfig, recognizer=None) -> tuple[Counts, Path]:
+    """Read every pending image of the shard (``cfg.engine``), then write the summary; returns the counts and the
+    summary's path."""
+    counts, listed = Counts(), []
+    index, count = cfg.shard
+    journal = Journal(Path(cfg.output) / ".htr-batch" / f"journal-{index}-of-{count}.jsonl")
+    try:
+        todo = pending(cfg, counts, listed)
+        if cfg.engine == "ray":
+            from htr.batch_ray import run_ray
+
+            rows = run_ray(cfg, todo)
+        else:
+            rows = run_local(recognizer or make_recognizer(cfg), todo, cfg)
+        for row in rows:
+            journal.add(row)
+            counts.read += row.status == "ok"
+            counts.failed += row.status == "error"
+    finally:
+        journal.close()
+    return counts, write_summary(cfg, listed, journal)
+
+
+def run_local(recognizer, todo: Iterable[tuple[Item, Path]], cfg: BatchConfig) -> Iterator[Row]:
+    """Rows of the pending images, read in this process: as many images at once as the network reads calls at once
+    (decoding, the line finder and ONNX Runtime release the GIL), at most twice that many waiting."""
+    workers = max(1, getattr(recognizer.network, "parallel_calls", 1))
+
+    def work(item: Item, target: Path) -> Row:
+        started = time.monotonic()
+        try:
+            image = decode(item)
+        except Exception as error:  # noqa: BLE001 - reported in its row
+            image = error
+        return read_item(recognizer, item, image, target, cfg.format, cfg.segment, started)
+
+    with ThreadPoolExecutor(workers) as pool:
+        running: list[Future] = []
+        for item, target in todo:
+            running.append(pool.submit(work, item, target))
+            if len(running) > 2 * workers:
+                yield running.pop(0).result()
+        for future in running:
+            yield future.result()
+
+
+if __name__ == "__main__":  # python -m htr.batch: its command line is htr.cli.batch (run, not imported)
+    import runpy
+
+    runpy.run_module("htr.cli.batch", run_name="__main__", alter_sys=True)
