@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from htr.batch import BatchConfig, Item, Row, decode, make_recognizer, read_item
+from htr.batch.job import BatchConfig, Item, Row, decode, make_recognizer, read_item
 
 ITEMS_PER_PART = 50_000  # pending inputs handed to Ray Data at a time (the actors load the model once per part)
 BYTES_PER_PART = 256 * 2**20  # at most this much image data (parquet inputs) in one part
