@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pytest
 
-from tests.conftest import random_texts
+from tests.conftest import random_texts, render_line
 from tests.exports import alto_xml, page_of_lines, page_xml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +85,12 @@ def test_an_export_becomes_a_model_folder_that_knows_its_new_character(fmt, base
     card = (tmp_path / "out" / "model" / "README.md").read_text()
     assert "Fine-tuned from `base.pth`" in card and "12 training lines" in card
     assert "| before |" in (tmp_path / "out" / "report.md").read_text()
+    if fmt == "page":  # the demo reads with the folder (its ONNX export), new character included
+        from htr.demo import DemoReader
+
+        reader = DemoReader(tmp_path / "out" / "model", device="cpu")
+        assert reader.recognizer.runtime == "onnxruntime" and reader.recognizer.alphabet.chars.endswith("&")
+        assert isinstance(reader.read(render_line("he & she")).text, str)
 
 
 def test_a_rerun_resumes_and_reuses_the_data_and_the_first_evaluation(base, tmp_path):
