@@ -14,6 +14,11 @@ from htr.cli.options import command_name
 from htr.finetune import FinetuneConfig, finetune, plan
 from htr.shipped import default_checkpoint
 
+SIZED = {  # the choices that follow the number of training lines
+    "lines_per_epoch": "planned: the training lines, at least 2,000",
+    "epochs": "planned: enough epochs for about 12,000 + 8 per training line lines seen",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=command_name("htr.finetune"), description=library.__doc__,
@@ -47,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, choice in plan(1).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(choice.value, bool):
-            choices.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
+            choices.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                 help=SIZED.get(name, f"planned: {choice.value}; {choice.why}"))  # fmt: skip
         else:
-            choices.add_argument(flag, dest=name, type=type(choice.value), default=None)
+            choices.add_argument(flag, dest=name, type=type(choice.value), default=None,
+                                 help=SIZED.get(name, f"planned: {choice.value}; {choice.why}"))  # fmt: skip
     args = parser.parse_args(argv)
     given = {name: getattr(args, name) for name in plan(1) if getattr(args, name) is not None}
     cfg = FinetuneConfig(data=args.data, output=args.output, base=args.base, minutes=args.minutes,
