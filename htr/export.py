@@ -122,6 +122,18 @@ def check_line_finder(finder_path: str | Path, exported: str | Path, pages: list
     return same
 
 
+def quantize_calibrated(checkpoint: str | Path, export: str | Path, split, lines: int = 64) -> None:
+    """Quantize ``export`` (the ONNX export of ``checkpoint``) in place with `quantize_onnx`, calibrated on the first
+    ``lines`` lines of ``split`` (a `datasets.Dataset` of image and text)."""
+    from htr.checkpoint import load_model
+    from htr.data import LineDataset
+
+    model, alphabet = load_model(checkpoint)
+    calibration = LineDataset(split, alphabet, model.config.height, model.output_length, "calibration", limit=lines,
+                              for_training=False)  # fmt: skip
+    quantize_onnx(export, export, [calibration[i][0].numpy() for i in range(len(calibration))])
+
+
 def quantize_onnx(model_path: str | Path, output: str | Path, calibration: list[np.ndarray], batch: int = 8) -> None:
     """int8 convolutions (static: per-channel weights, activations calibrated on ``calibration`` lines) and
     LSTM (dynamic: int8 weights, activations quantized on the fly); the output layer stays fp32."""

@@ -101,16 +101,6 @@ def plan(lines: int) -> dict[str, Choice]:
     }
 
 
-def parse_choice(name: str, text: str) -> object:
-    """A ``--set NAME=VALUE`` override, typed like the plan's value."""
-    default = plan(1)[name].value
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false", "yes", "no", "1", "0"):
-            raise ValueError(f"{name} takes true or false, not {text!r}")
-        return text.lower() in ("true", "yes", "1")
-    return type(default)(text)
-
-
 def trainable_base(checkpoint: dict, name: str) -> None:
     """Refuse, in one line, a base model that cannot be fine-tuned (no weights, or an architecture and alphabet that
     do not fit each other)."""
@@ -335,24 +325,18 @@ def worse_lines(before: dict, after: dict, limit: int = WORSE_LINES_SHOWN) -> li
 
 def export_folder(folder: Path, train_split: datasets.Dataset, int8: bool) -> None:
     """The folder's ``model.onnx`` (what ``htr read`` runs on a CPU); int8 calibrated on 64 training lines."""
-    from htr.checkpoint import load_model
-    from htr.export import export_onnx, quantize_onnx
+    from htr.export import export_onnx, quantize_calibrated
     from htr.model_files import ONNX_NAME
 
     export_onnx(folder, folder / ONNX_NAME)
     if int8:
-        model, alphabet = load_model(folder)
-        lines = LineDataset(train_split, alphabet, model.config.height, model.output_length, "calibration", limit=64,
-                            for_training=False)  # fmt: skip
-        quantize_onnx(folder / ONNX_NAME, folder / ONNX_NAME, [lines[i][0].numpy() for i in range(len(lines))])
-
-
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f}%"
+        quantize_calibrated(folder, folder / ONNX_NAME, train_split)
 
 
 def report_markdown(report: dict) -> str:
     """``report.md``: what was trained on, the plan, before and after, and the lines that got worse."""
+    from htr.hub import percent
+
     before, after = report["before"], report["after"]
     lm = report["language model"]
     lines = [
@@ -368,8 +352,8 @@ def report_markdown(report: dict) -> str:
         f"(validation perplexity {lm['perplexity']:.2f}" + (f"; the base LM's {lm['perplexity of the base LM']:.2f}"
                                                              if "perplexity of the base LM" in lm else "") + ").",
         "", "| | CER | WER | decoder |", "| --- | --- | --- | --- |",
-        f"| before | {_percent(before['cer'])} | {_percent(before['wer'])} | {before['decoder']} |",
-        f"| after | {_percent(after['cer'])} | {_percent(after['wer'])} | {after['decoder']} |",
+        f"| before | {percent(before['cer'])} | {percent(before['wer'])} | {before['decoder']} |",
+        f"| after | {percent(after['cer'])} | {percent(after['wer'])} | {after['decoder']} |",
         "", "## The plan", "", "| choice | value | why |", "| --- | --- | --- |",
         *(f"| {name} | {c['value']} | {c['why']} |" for name, c in report["plan"].items()),
         "", f"## Lines that got worse ({len(report['worse lines'])} shown)", "",

@@ -194,7 +194,7 @@ def dataset_licence(name: str) -> str:
     return "see the dataset's own terms"
 
 
-def _percent(value: float) -> str:
+def percent(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
@@ -302,8 +302,8 @@ def model_card(config: dict) -> str:
                 + (f" ({finetune['pages']} pages)" if finetune.get("pages") else "")
                 + f" of `{finetune['data']}` with `htr finetune` ({finetune['epochs']} epochs, {finetune['steps']:,} "
                 f"steps, {finetune['hardware']}): on its {after['lines']:,} validation lines CER "
-                f"{_percent(before['cer'])} before, {_percent(after['cer'])} after; WER {_percent(before['wer'])} "
-                f"before, {_percent(after['wer'])} after ({after['decoder']})."
+                f"{percent(before['cer'])} before, {percent(after['cer'])} after; WER {percent(before['wer'])} "
+                f"before, {percent(after['wer'])} after ({after['decoder']})."
             )
     else:
         lines.append("Not recorded in this model's config.")
@@ -312,12 +312,12 @@ def model_card(config: dict) -> str:
         lines += ["| dataset | split | lines | decoder | CER | WER |", "| --- | --- | --- | --- | --- | --- |"]
         for entry in evaluations:
             lines.append(f"| {entry['dataset']} | {entry['split']} | {entry.get('lines', '?')} | {entry['decoder']} "
-                         f"| {_percent(entry['cer'])} | {_percent(entry['wer'])} |")  # fmt: skip
+                         f"| {percent(entry['cer'])} | {percent(entry['wer'])} |")  # fmt: skip
         lines += ["", "Recorded by `htr evaluate --record` or `htr finetune` (character and word error rates, in "
                   "percent in the metadata above)."]  # fmt: skip
     elif "val_cer" in metrics:
-        lines.append(f"Validation during training (greedy): CER {_percent(metrics['val_cer'])}, "
-                     f"WER {_percent(metrics['val_wer'])}. No evaluation recorded.")  # fmt: skip
+        lines.append(f"Validation during training (greedy): CER {percent(metrics['val_cer'])}, "
+                     f"WER {percent(metrics['val_wer'])}. No evaluation recorded.")  # fmt: skip
     else:
         lines.append("No evaluation recorded.")
     return "\n".join(lines) + "\n"

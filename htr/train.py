@@ -396,6 +396,10 @@ class TimeBudget:
     def used_up(self) -> bool:
         return self.minutes > 0 and self.spent() >= 1.0
 
+    def seconds_left(self) -> float:
+        """What is left of the budget (infinite without one)."""
+        return max(0.0, 60 * self.minutes - self.seconds()) if self.minutes > 0 else math.inf
+
 
 @dataclass
 class Run:
@@ -470,9 +474,7 @@ class Run:
         done, cfg = self.progress, self.cfg
         if done.epoch >= cfg.epochs or not done.epoch:
             return ""
-        seconds = self.budget.seconds() / done.epoch * (cfg.epochs - done.epoch)
-        if cfg.max_minutes > 0:
-            seconds = min(seconds, max(0.0, 60 * cfg.max_minutes - self.budget.seconds()))
+        seconds = min(self.budget.seconds() / done.epoch * (cfg.epochs - done.epoch), self.budget.seconds_left())
         return f"  about {seconds / 60:.0f} min left"
 
     def train_epoch(self, epoch_set: EpochLines, progress: bool) -> tuple[bool, float | None]:

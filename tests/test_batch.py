@@ -159,6 +159,11 @@ def test_ray_reads_as_the_local_run_does(ray_local, collection, uninterrupted, t
     assert outputs(tmp_path) == outputs(uninterrupted)
     assert len(summary.read_text().splitlines()) == 25
 
+    def reasons(path: Path) -> dict:
+        return {r["path"]: r["error"] for r in map(json.loads, path.read_text().splitlines()) if r["status"] == "error"}
+
+    assert reasons(summary) == reasons(uninterrupted / "summary.jsonl")  # decoded in Ray tasks, the same reasons
+
 
 def test_ray_finishes_when_an_actor_is_killed(ray_local, tmp_path):
     from htr.batch import run

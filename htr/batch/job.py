@@ -179,6 +179,11 @@ def decode(item: Item):  # -> PIL.Image.Image
     return load_image(item.data if item.data is not None else item.source)
 
 
+def why_failed(item: Item, error: Exception) -> str:
+    """One line saying why the item's image could not be read (`failure_reason`; bytes have no file to look at)."""
+    return failure_reason(item.source if item.data is None else "", error)
+
+
 def read_item(recognizer, item: Item, image, target: Path, fmt: str, segment: str, started: float) -> Row:
     """Read one decoded image (or the error that stopped its decoding) and write its output atomically; never
     raises for a bad image. Each image's lines are read in batches of their own, so an image reads the same
@@ -192,8 +197,13 @@ def read_item(recognizer, item: Item, image, target: Path, fmt: str, segment: st
         data = render(page, fmt)
         atomic_write(target, lambda f: f.write(data))
     except Exception as error:  # noqa: BLE001 - one image's failure is a row, never a stop
-        reason = failure_reason(item.source, error) if item.data is None else failure_reason("", error)
-        return Row(item.source, str(target), "error", seconds=round(time.monotonic() - started, 3), error=reason)
+        return Row(
+            item.source,
+            str(target),
+            "error",
+            seconds=round(time.monotonic() - started, 3),
+            error=why_failed(item, error),
+        )
     return Row(item.source, str(target), "ok", len(page.lines), round(page.confidence, 4),
                round(time.monotonic() - started, 3))  # fmt: skip
 

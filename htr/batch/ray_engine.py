@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from htr.batch.job import BatchConfig, Item, Row, decode, make_recognizer, read_item
+from htr.batch.job import BatchConfig, Item, Row, decode, make_recognizer, read_item, why_failed
 
 ITEMS_PER_PART = 50_000  # pending inputs handed to Ray Data at a time (the actors load the model once per part)
 BYTES_PER_PART = 256 * 2**20  # at most this much image data (parquet inputs) in one part
@@ -27,18 +27,19 @@ def decode_images(batch: dict) -> dict:
     """Ray task: each row's image decoded (or the reason it could not be), beside its key, source and target."""
     images, errors = [], []
     for key, source, data in zip(batch["key"], batch["source"], batch["data"]):
+        item = Item(key, source, data if data else None)
         try:
-            images.append(decode(Item(key, source, data if data else None)))
+            images.append(decode(item))
             errors.append("")
         except Exception as error:  # noqa: BLE001 - the reader turns it into an error row
             images.append(None)
-            errors.append(f"{type(error).__name__}\t{error}")
+            errors.append(why_failed(item, error))
     return {"key": batch["key"], "source": batch["source"], "target": batch["target"], "image": images,
             "error": errors}  # fmt: skip
 
 
 class DecodingFailed(Exception):
-    """An image that did not decode in its Ray task, carried to the reader with its original reason."""
+    """An image that did not decode in its Ray task, carried to the reader with the reason found there."""
 
 
 class PageReader:
@@ -58,26 +59,10 @@ class PageReader:
                                                      batch["image"], batch["error"]):  # fmt: skip
             started = time.monotonic()
             if error:
-                name, _, message = error.partition("\t")
-                image = _rebuilt_error(name, message, source)
+                image = DecodingFailed(error)
             rows.append(asdict(read_item(self.recognizer, Item(key, source), image, Path(target), self.cfg.format,
                                          self.cfg.segment, started)))  # fmt: skip
         return {name: [row[name] for row in rows] for name in Row.__dataclass_fields__}
-
-
-def _rebuilt_error(name: str, message: str, source: str) -> Exception:
-    """An exception like the one decoding raised in its task (so the row's reason reads as in a local run)."""
-    if name == "UnidentifiedImageError":
-        from PIL import UnidentifiedImageError
-
-        return UnidentifiedImageError(message)
-    if name in ("FileNotFoundError", "PermissionError", "IsADirectoryError"):
-        try:
-            with open(source, "rb"):
-                pass
-        except OSError as error:
-            return error
-    return DecodingFailed(message)
 
 
 def _parts(todo: Iterable[tuple[Item, Path]]) -> Iterator[list[dict]]:

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from htr import export as library
-from htr.checkpoint import CheckpointError, load_model
+from htr.checkpoint import CheckpointError
 from htr.cli.options import add_checkpoint_argument, command_name
-from htr.export import check_line_finder, export_line_finder, export_onnx, quantize_onnx
+from htr.export import check_line_finder, export_line_finder, export_onnx, quantize_calibrated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_onnx(args.checkpoint, args.output)
         if args.int8:
-            from htr.data import LineDataset, load_splits
+            from htr.data import load_splits
 
-            model, alphabet = load_model(args.checkpoint)
-            lines = LineDataset(load_splits(args.int8)["train"], alphabet, model.config.height, model.output_length,
-                                "calibration", limit=64, for_training=False)  # fmt: skip
-            quantize_onnx(args.output, args.output, [lines[i][0].numpy() for i in range(len(lines))])
+            quantize_calibrated(args.checkpoint, args.output, load_splits(args.int8)["train"])
     except (CheckpointError, OSError, ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
