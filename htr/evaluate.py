@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 
+import datasets
 import torch
 
 from htr.alphabet import Alphabet
@@ -39,6 +40,20 @@ def transcribe_dataset(
     readings = transcribe(network, alphabet, dataset.widths, lambda i: dataset[i][0].numpy(), batch_size, decoder)
     model.train(was_training)
     return readings
+
+
+def read_split(
+    checkpoint: dict, name: str, split: datasets.Dataset, decoder: Decoder, device: torch.device,
+    dtype: torch.dtype | None = None, split_name: str = "validation", batch_size: int = 32, limit: int | None = None,
+    cpu_share: CpuShare | None = None,
+) -> tuple[list[str], list[Reading]]:  # fmt: skip
+    """The reference texts of a dataset split and a checkpoint dict's readings of its lines (``name`` for errors)."""
+    from htr.checkpoint import model_from_checkpoint
+
+    model, alphabet = model_from_checkpoint(checkpoint, name, device)
+    lines = LineDataset(split, alphabet, model.config.height, model.output_length, split_name, limit=limit,
+                        for_training=False)  # fmt: skip
+    return lines.texts, transcribe_dataset(model, lines, alphabet, batch_size, device, dtype, decoder, cpu_share)
 
 
 def error_rates(references: list[str], hypotheses: list[str]) -> dict[str, float]:

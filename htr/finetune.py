@@ -36,7 +36,7 @@ import datasets
 
 from htr.atomic_file import atomic_write
 from htr.checkpoint import read_checkpoint
-from htr.data import DatasetSourceError, LineDataset, carve_validation, load_splits, normalize_text, source_name
+from htr.data import DatasetSourceError, carve_validation, load_splits, normalize_text, source_name
 from htr.model_files import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -159,27 +159,24 @@ def new_characters(known: str, texts: list[str], min_count: int) -> tuple[dict[s
     return joined, {c: n for c, n in sorted(counts.items()) if n < min_count}
 
 
-def read_split(checkpoint: dict, name: str, split: datasets.Dataset, decoder: str, dtype_name: str = "auto") -> dict:
+def measure(checkpoint: dict, name: str, split: datasets.Dataset, decoder: str) -> dict:
     """Error rates of a checkpoint dict on a split, with ``decoder`` (beam uses its own LM), and every line's
     reference and reading."""
-    from htr.checkpoint import model_from_checkpoint
-    from htr.evaluate import error_rates, transcribe_dataset
+    from htr.evaluate import error_rates, read_split
     from htr.metrics import char_errors
     from htr.reading.decode import make_decoder
     from htr.runtime import resolve_device, resolve_precision
 
     device = resolve_device("auto")
-    model, alphabet = model_from_checkpoint(checkpoint, name, device)
-    lines = LineDataset(split, alphabet, model.config.height, model.output_length, "validation", for_training=False)
     reading_decoder = make_decoder(checkpoint, decoder="beam" if decoder == "beam" and checkpoint.get("lm") else
                                    "greedy")  # fmt: skip
     clock = time.monotonic()
-    readings = transcribe_dataset(model, lines, alphabet, 32, device, resolve_precision(dtype_name, device),
-                                  reading_decoder)  # fmt: skip
+    references, readings = read_split(checkpoint, name, split, reading_decoder, device,
+                                      resolve_precision("auto", device))  # fmt: skip
     texts = [r.text for r in readings]
-    return {**error_rates(lines.texts, texts), "lines": len(lines), "decoder": reading_decoder.describe(),
-            "seconds": round(time.monotonic() - clock, 1), "references": lines.texts, "readings": texts,
-            "errors": [char_errors(ref, hyp) for ref, hyp in zip(lines.texts, texts)]}  # fmt: skip
+    return {**error_rates(references, texts), "lines": len(references), "decoder": reading_decoder.describe(),
+            "seconds": round(time.monotonic() - clock, 1), "references": references, "readings": texts,
+            "errors": [char_errors(ref, hyp) for ref, hyp in zip(references, texts)]}  # fmt: skip
 
 
 def train_config(cfg: FinetuneConfig, chosen: dict[str, Choice], data: Path, lines: int, minutes: float):
@@ -238,7 +235,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     if before_path.is_file():
         before = json.loads(before_path.read_text())
     else:
-        before = read_split(base, cfg.base, data["validation"], cfg.decoder)
+        before = measure(base, cfg.base, data["validation"], cfg.decoder)
         atomic_write(before_path, lambda f: f.write(json.dumps(before).encode()))
     log.info("before: CER %.2f%%  WER %.2f%% (%s, %d validation lines)", 100 * before["cer"], 100 * before["wer"],
              before["decoder"], before["lines"])  # fmt: skip
@@ -272,7 +269,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         lm, lm_note["weight"] = own, 1.0
     lm_note["perplexity"] = lm.perplexity(val_texts)
     tuned["lm"] = lm.to_state()
-    after = read_split(tuned, result["best_path"], data["validation"], cfg.decoder)
+    after = measure(tuned, result["best_path"], data["validation"], cfg.decoder)
 
     history = result["history"]
     report = {

@@ -19,12 +19,11 @@ from htr.cli.options import (
     decoder_options,
 )
 from htr.cpu_share import CpuShare
-from htr.data import LineDataset
-from htr.evaluate import confidence_halves, error_rates, transcribe_dataset, write_lines
+from htr.evaluate import confidence_halves, error_rates, read_split, write_lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    from htr.checkpoint import CheckpointError, model_from_checkpoint, read_checkpoint
+    from htr.checkpoint import CheckpointError, read_checkpoint
     from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits, source_name
     from htr.hub import record_evaluation
     from htr.reading.decode import make_decoder
@@ -48,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = resolve_device(args.device)
         checkpoint = read_checkpoint(args.checkpoint)
-        model, alphabet = model_from_checkpoint(checkpoint, args.checkpoint, device)
         decoder = make_decoder(checkpoint, **decoder_options(args))
         splits, split_name, label = load_splits(args.dataset, carve=False), args.split, args.split
         if split_name not in splits and set(splits) == {"train"}:  # no splits of its own
@@ -58,39 +56,28 @@ def main(argv: list[str] | None = None) -> int:
                 split_name, label = "train", "all lines (the dataset has no splits)"
         if split_name not in splits:
             raise DatasetSourceError(f"{args.dataset} has no '{args.split}' split (has {sorted(splits)})")
-        dataset = LineDataset(
-            splits[split_name], alphabet, model.config.height,
-            model.output_length, split_name,
-            limit=args.limit or None, for_training=False,
+        references, readings = read_split(
+            checkpoint, args.checkpoint, splits[split_name], decoder, device,
+            resolve_precision(args.precision, device), split_name, args.batch_size, args.limit or None, cpu_share,
         )  # fmt: skip
     except (CheckpointError, DatasetSourceError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    readings = transcribe_dataset(
-        model,
-        dataset,
-        alphabet,
-        args.batch_size,
-        device,
-        resolve_precision(args.precision, device),
-        decoder,
-        cpu_share,
-    )
-    rates = error_rates(dataset.texts, [r.text for r in readings])
+    rates = error_rates(references, [r.text for r in readings])
     print(
-        f"{label}: {len(dataset)} lines ({decoder.describe()})  "
+        f"{label}: {len(references)} lines ({decoder.describe()})  "
         f"CER {100 * rates['cer']:.2f}%  WER {100 * rates['wer']:.2f}%"
     )
-    halves = confidence_halves(dataset.texts, readings)
+    halves = confidence_halves(references, readings)
     print(
         f"  by confidence: lower half CER {100 * halves['low']['cer']:.2f}%, "
         f"upper half CER {100 * halves['high']['cer']:.2f}%"
     )
     if args.output:
-        write_lines(args.output, dataset.texts, readings)
+        write_lines(args.output, references, readings)
     if args.record:
         split = split_name if label == args.split else "all"
-        entry = {"dataset": source_name(args.dataset), "split": split, "lines": len(dataset),
+        entry = {"dataset": source_name(args.dataset), "split": split, "lines": len(references),
                  "decoder": decoder.describe(), "cer": rates["cer"], "wer": rates["wer"]}  # fmt: skip
         if args.limit:
             entry["limit"] = args.limit
