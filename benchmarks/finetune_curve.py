@@ -9,7 +9,7 @@ finetune`` option after ``--`` are passed on), written to ``OUTPUT/finetune-N``;
 scratch instead (the base's architecture, alphabet and LM with fresh weights, at ``--scratch-lr``). Points already
 done are read back, so a killed run resumes; the table (markdown) and ``curve.png`` are written from every point
 done. The first evaluation of the base is made once and copied to the other points (same base, same validation
-pages).
+pages); its minutes count in each point, and come off the ``--minutes`` budget the point is given.
 """
 
 from __future__ import annotations
@@ -43,22 +43,32 @@ def scratch_base(base: str, path: Path) -> str:
 
 
 def run_point(data: str, base: str, lines: str, folder: Path, passed: list[str], before: Path | None) -> dict:
-    """One ``htr finetune`` run (resumed when it was interrupted); its report."""
-    if (folder / "report.json").is_file():
-        return json.loads((folder / "report.json").read_text())
-    folder.mkdir(parents=True, exist_ok=True)
-    if before is not None and before.is_file() and not (folder / "before.json").exists():
-        shutil.copy(before, folder / "before.json")
-    command = [sys.executable, "-m", "htr.finetune", data, "--output", str(folder), "--base", base, *passed]
-    if lines != "all":
-        command += ["--max-lines", lines]
-    print(" ".join(command), flush=True)
-    with open(folder / "finetune.log", "a") as log:
-        status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_MININTERVAL":
-                                                                                   "30"}).returncode  # fmt: skip
-    if status != 0:
-        raise SystemExit(f"htr finetune failed for {lines} lines (status {status}): see {folder / 'finetune.log'}")
-    return json.loads((folder / "report.json").read_text())
+    """One ``htr finetune`` run (resumed when it was interrupted); its report, with ``minutes`` counting the first
+    evaluation even where it was copied from another point (the budget given to the run is cut by as much)."""
+    shared_path = folder / "shared_first_evaluation.json"
+    if not (folder / "report.json").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        if before is not None and before.is_file() and not (folder / "before.json").exists():
+            shutil.copy(before, folder / "before.json")
+            seconds = json.loads(before.read_text())["seconds"]
+            shared_path.write_text(json.dumps({"seconds": seconds}))
+        shared = json.loads(shared_path.read_text())["seconds"] / 60 if shared_path.is_file() else 0.0
+        if shared and "--minutes" in passed:
+            at = passed.index("--minutes") + 1
+            passed = [*passed[:at], f"{float(passed[at]) - shared:.2f}", *passed[at + 1 :]]
+        command = [sys.executable, "-m", "htr.finetune", data, "--output", str(folder), "--base", base, *passed]
+        if lines != "all":
+            command += ["--max-lines", lines]
+        print(" ".join(command), flush=True)
+        with open(folder / "finetune.log", "a") as log:
+            status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "TQDM_MININTERVAL": "30"}).returncode  # fmt: skip
+        if status != 0:
+            raise SystemExit(f"htr finetune failed for {lines} lines (status {status}): see {folder / 'finetune.log'}")
+    report = json.loads((folder / "report.json").read_text())
+    if shared_path.is_file():
+        report["minutes"] = round(report["minutes"] + json.loads(shared_path.read_text())["seconds"] / 60, 1)
+    return report
 
 
 def table(rows: list[dict]) -> str:

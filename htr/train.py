@@ -115,6 +115,7 @@ class TrainConfig:
     max_val_lines: int = 0  # use only the first N validation lines; 0: all
     save_every: int = 200  # steps between last-state saves within an epoch
     init_from: str = ""  # start from this checkpoint's weights and architecture (fresh optimizer); see README
+    init_dropout: float = -1.0  # with init_from: this dropout instead of the start's (< 0: the start's)
     freeze_cnn: bool = False  # train only the LSTM and the output layers (the convolutions keep their weights)
     photo_share: float = 0.0  # share of real training lines drawn as a simulated phone photo of themselves
     ink: str = ""  # IAM-OnDB folder or archive (lineStrokes/ + ascii/): adds rendered ink lines to every epoch
@@ -267,6 +268,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
         alphabet = extended_alphabet(known, texts, cfg.min_char_count)
         model_cfg = ModelConfig(**{**initial["model_config"], "num_classes": alphabet.num_classes}) if initial \
             else dataclasses.replace(cfg.model, num_classes=alphabet.num_classes)  # fmt: skip
+        if initial and cfg.init_dropout >= 0:
+            model_cfg = dataclasses.replace(model_cfg, dropout=cfg.init_dropout)
     model = CRNN(model_cfg)
     if initial is not None:
         added = load_weights_extending_classes(model, initial["state_dict"])

@@ -68,6 +68,7 @@ def run_finetune(data: Path, output: Path, base: Path, **options):
 def test_an_export_becomes_a_model_folder_that_knows_its_new_character(fmt, base, tmp_path):
     from htr.checkpoint import read_checkpoint
     from htr.data import load_splits
+    from htr.finetune import plan
 
     write_export(tmp_path / "export", fmt)
     report = run_finetune(tmp_path / "export", tmp_path / "out", base)
@@ -76,6 +77,8 @@ def test_an_export_becomes_a_model_folder_that_knows_its_new_character(fmt, base
     model = read_checkpoint(tmp_path / "out" / "model")
     assert model["alphabet"] == BASE_ALPHABET + "&"
     assert model["state_dict"]["head.weight"].shape[0] == len(BASE_ALPHABET) + 2
+    planned_dropout = plan(12)["dropout"].value
+    assert model["model_config"]["dropout"] == planned_dropout != read_checkpoint(base)["model_config"]["dropout"]
     assert (tmp_path / "out" / "model" / "model.onnx").is_file()
     assert model["lm"] is not None and 0 < report["language model"]["weight"] < 1
     held_out, trained = set(data["validation"]["group"]), set(data["train"]["group"])
