@@ -95,7 +95,10 @@ def plot(rows: list[dict], path: Path) -> None:
             continue
         cer = [100 * p["after"]["cer"] for p in points]
         axes[0].plot([p["training lines"] for p in points], cer, marker=marker, label=start)
-        axes[1].plot([p["minutes"] for p in points], cer, marker=marker, label=start)
+        axes[1].scatter([p["minutes"] for p in points], cer, marker=marker, label=start)
+        for point, value in zip(points, cer):  # each point named by its lines: minutes do not grow with them
+            axes[1].annotate(f"{point['training lines']:,}", (point["minutes"], value), textcoords="offset points",
+                             xytext=(5, 4), fontsize=8)  # fmt: skip
     before = next((100 * r["report"]["before"]["cer"] for r in rows if r["start"] == "fine-tuned"), None)
     for axis in axes:
         if before is not None:
