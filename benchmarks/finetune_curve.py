@@ -46,13 +46,14 @@ def run_point(data: str, base: str, lines: str, folder: Path, passed: list[str],
     """One ``htr finetune`` run (resumed when it was interrupted); its report, with ``minutes`` counting the first
     evaluation even where it was copied from another point (the budget given to the run is cut by as much)."""
     shared_path = folder / "shared_first_evaluation.json"
-    if not (folder / "report.json").is_file():
+    done = (folder / "report.json").is_file()
+    if not done:
         folder.mkdir(parents=True, exist_ok=True)
         if before is not None and before.is_file() and not (folder / "before.json").exists():
             shutil.copy(before, folder / "before.json")
-            seconds = json.loads(before.read_text())["seconds"]
-            shared_path.write_text(json.dumps({"seconds": seconds}))
-        shared = json.loads(shared_path.read_text())["seconds"] / 60 if shared_path.is_file() else 0.0
+            shared_path.write_text(json.dumps({"seconds": json.loads(before.read_text())["seconds"]}))
+    shared = json.loads(shared_path.read_text())["seconds"] / 60 if shared_path.is_file() else 0.0
+    if not done:
         if shared and "--minutes" in passed:
             at = passed.index("--minutes") + 1
             passed = [*passed[:at], f"{float(passed[at]) - shared:.2f}", *passed[at + 1 :]]
@@ -66,8 +67,7 @@ def run_point(data: str, base: str, lines: str, folder: Path, passed: list[str],
         if status != 0:
             raise SystemExit(f"htr finetune failed for {lines} lines (status {status}): see {folder / 'finetune.log'}")
     report = json.loads((folder / "report.json").read_text())
-    if shared_path.is_file():
-        report["minutes"] = round(report["minutes"] + json.loads(shared_path.read_text())["seconds"] / 60, 1)
+    report["minutes"] = round(report["minutes"] + shared, 1)
     return report
 
 
