@@ -8,8 +8,8 @@ Each point is ``htr finetune DATA --max-lines N`` with the plan's defaults (``--
 finetune`` option after ``--`` are passed on), written to ``OUTPUT/finetune-N``; ``OUTPUT/scratch-N`` starts from
 scratch instead (the base's architecture, alphabet and LM with fresh weights, at ``--scratch-lr``). Points already
 done are read back, so a killed run resumes; the table (markdown) and ``curve.png`` are written from every point
-done. The first evaluation of the base is made once and copied to the other points (same base, same validation
-pages); its minutes count in each point, and come off the ``--minutes`` budget the point is given.
+done. The first evaluation of the base (and of the fresh weights) is made once and copied to the other points (same
+start, same validation pages); its minutes count in each point, and come off the ``--minutes`` budget it is given.
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ def table(rows: list[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for row in rows:
         report = row["report"]
-        lines.append(f"| {row['start']} | {report['training lines']:,} | {report['pages']} | "
-                     f"{100 * report['before']['cer']:.2f}% | {100 * report['after']['cer']:.2f}% | "
+        before = f"{100 * report['before']['cer']:.2f}%" if row["start"] == "fine-tuned" else "(fresh weights)"
+        lines.append(f"| {row['start']} | {report['training lines']:,} | {report['pages']} | {before} | "
+                     f"{100 * report['after']['cer']:.2f}% | "
                      f"{100 * report['after']['wer']:.2f}% | {report['epochs']} | {report['minutes']} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -132,8 +133,10 @@ def main() -> int:
         report = run_point(args.data, args.base, lines, out / f"finetune-{lines}", passed, before)
         rows.append({"start": "fine-tuned", "report": report})
     fresh = scratch_base(args.base, out / "scratch-base.pth") if args.scratch else ""
+    before = out / f"scratch-{args.scratch[0]}" / "before.json" if args.scratch else None
     for lines in args.scratch:
-        report = run_point(args.data, fresh, lines, out / f"scratch-{lines}", [*passed, "--lr", args.scratch_lr], None)
+        passed_scratch = [*passed, "--lr", args.scratch_lr]
+        report = run_point(args.data, fresh, lines, out / f"scratch-{lines}", passed_scratch, before)
         rows.append({"start": "scratch", "report": report})
     text = table(rows)
     print(text)

@@ -51,12 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     choices = parser.add_argument_group("the plan (chosen from the number of training lines; each may be given)")
     for name, choice in plan(1).items():
         flag = "--" + name.replace("_", "-")
-        if isinstance(choice.value, bool):
-            choices.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                 help=SIZED.get(name, f"planned: {choice.value}; {choice.why}"))  # fmt: skip
-        else:
-            choices.add_argument(flag, dest=name, type=type(choice.value), default=None,
-                                 help=SIZED.get(name, f"planned: {choice.value}; {choice.why}"))  # fmt: skip
+        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(choice.value, bool)
+                else {"type": type(choice.value)})  # fmt: skip
+        choices.add_argument(flag, dest=name, default=None, help=SIZED.get(name, f"planned: {choice.value}; "
+                             f"{choice.why}"), **kind)  # fmt: skip
     args = parser.parse_args(argv)
     given = {name: getattr(args, name) for name in plan(1) if getattr(args, name) is not None}
     cfg = FinetuneConfig(data=args.data, output=args.output, base=args.base, minutes=args.minutes,
