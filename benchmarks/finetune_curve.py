@@ -128,16 +128,15 @@ def main() -> int:
     passed = [a for a in passed if a != "--"]
     out = Path(args.output)
     rows = []
-    before = out / f"finetune-{args.lines[0]}" / "before.json"
-    for lines in args.lines:
-        report = run_point(args.data, args.base, lines, out / f"finetune-{lines}", passed, before)
-        rows.append({"start": "fine-tuned", "report": report})
-    fresh = scratch_base(args.base, out / "scratch-base.pth") if args.scratch else ""
-    before = out / f"scratch-{args.scratch[0]}" / "before.json" if args.scratch else None
-    for lines in args.scratch:
-        passed_scratch = [*passed, "--lr", args.scratch_lr]
-        report = run_point(args.data, fresh, lines, out / f"scratch-{lines}", passed_scratch, before)
-        rows.append({"start": "scratch", "report": report})
+    starts = [("fine-tuned", "finetune", args.lines, args.base, passed)]
+    if args.scratch:
+        fresh = scratch_base(args.base, out / "scratch-base.pth")
+        starts.append(("scratch", "scratch", args.scratch, fresh, [*passed, "--lr", args.scratch_lr]))
+    for start, prefix, points, base, given in starts:
+        before = out / f"{prefix}-{points[0]}" / "before.json"  # the first point's first evaluation, shared
+        for lines in points:
+            report = run_point(args.data, base, lines, out / f"{prefix}-{lines}", given, before)
+            rows.append({"start": start, "report": report})
     text = table(rows)
     print(text)
     (out / "curve.md").write_text(text + "\n")

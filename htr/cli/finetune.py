@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         flag = "--" + name.replace("_", "-")
         kind = ({"action": argparse.BooleanOptionalAction} if isinstance(choice.value, bool)
                 else {"type": type(choice.value)})  # fmt: skip
-        choices.add_argument(flag, dest=name, default=None, help=SIZED.get(name, f"planned: {choice.value}; "
-                             f"{choice.why}"), **kind)  # fmt: skip
+        description = SIZED.get(name, f"planned: {choice.value}; {choice.why}")
+        choices.add_argument(flag, dest=name, default=None, help=description, **kind)
     args = parser.parse_args(argv)
     given = {name: getattr(args, name) for name in plan(1) if getattr(args, name) is not None}
     cfg = FinetuneConfig(data=args.data, output=args.output, base=args.base, minutes=args.minutes,
