@@ -9,6 +9,7 @@ Writes ``OUTPUT_DIR/handwriting_recognizer_best.pth`` (the best model by validat
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import logging
@@ -57,7 +58,7 @@ from htr.synth.augment import AugmentConfig, augment_batch
 from htr.synth.render import list_fonts, printed_fonts
 from htr.synth.synthetic import FontRenderer, InkRenderer, Renderer, read_text_lines, render_epoch
 from htr.training import distributed
-from htr.training.distillation import Teacher, distillation_loss
+from htr.training.distillation import Teacher, Teachers, distillation_loss
 from htr.training.distributed import (
     ONE_PROCESS,
     World,
@@ -129,6 +130,9 @@ class TrainConfig:
     lm_order: int = 6  # order of the character LM built from the training texts into checkpoints; 0: none
     ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (e.g. 0.999)
     teacher: str = ""  # distil: also learn this checkpoint's CTC posteriors frame by frame (htr.training.distillation)
+    # with --teacher: a teacher per dataset, in --dataset order (e.g. ["", "letters.pth"]: an expert on each hand);
+    # "" and the synthetic lines: --teacher
+    dataset_teachers: list[str] = field(default_factory=list)
     distill_weight: float = 1.0  # weight of the distillation loss beside the CTC loss (with --teacher)
     distill_temperature: float = 2.0  # softening of both distributions in the distillation loss
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_classes=0))
@@ -139,6 +143,10 @@ class TrainConfig:
             self.dataset = [self.dataset]
         if self.dataset_weights and len(self.dataset_weights) != len(self.dataset):
             raise ValueError(f"{len(self.dataset_weights)} dataset weights for {len(self.dataset)} datasets")
+        if self.dataset_teachers and len(self.dataset_teachers) != len(self.dataset):
+            raise ValueError(f"{len(self.dataset_teachers)} dataset teachers for {len(self.dataset)} datasets")
+        if any(self.dataset_teachers) and not self.teacher:
+            raise ValueError("--dataset-teachers needs --teacher (for the synthetic lines and the other datasets)")
 
     def weights(self) -> list[float]:
         """Per-dataset weights (1 each unless ``dataset_weights`` says otherwise)."""
@@ -157,14 +165,14 @@ def lr_factor(step: int, cfg: TrainConfig, total_steps: int, budget_spent: float
 
 def ctc_losses(
     model: CRNN, batch: dict, device: torch.device, dtype: torch.dtype | None, net: torch.nn.Module | None = None,
-    teacher: Teacher | None = None, temperature: float = 1.0,
+    teacher: Teacher | Teachers | None = None, temperature: float = 1.0,
 ) -> tuple:  # fmt: skip
     """Mean CTC loss of the main head, of the shortcut head (or None), and the distillation loss towards
-    ``teacher`` (or None); ``net``: the module to run (``model`` wrapped in DistributedDataParallel under
-    torchrun)."""
+    ``teacher`` (or None; `Teachers` choose by ``batch["sources"]``); ``net``: the module to run (``model`` wrapped
+    in DistributedDataParallel under torchrun)."""
     with autocast(device, dtype):
         log_probs, shortcut = (net or model)(batch["images"])
-        target = teacher(batch["images"]) if teacher is not None else None
+        target = teacher(batch["images"], batch.get("sources")) if teacher is not None else None
     lengths = model.output_lengths(batch["widths"])
     args = (batch["targets"], lengths, batch["target_lengths"])
     main = ctc_loss(log_probs, *args, zero_infinity=True)
@@ -177,7 +185,7 @@ def train_step(
     model: CRNN, batch: dict, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler, cfg: TrainConfig, device: torch.device, dtype: torch.dtype | None,
     net: torch.nn.Module | None = None, world: World = ONE_PROCESS, weight: float = 1.0,
-    teacher: Teacher | None = None,
+    teacher: Teacher | Teachers | None = None,
 ) -> float | None:  # fmt: skip
     """Augment one batch on ``device``, take one optimizer step; returns the main head's CTC loss (of the whole
     global batch under torchrun), or None when the loss was not finite (on any rank) and the batch was skipped.
@@ -254,6 +262,7 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     # the checkpoints first: a mistyped path fails at once, not after the data has loaded
     initial = read_checkpoint(cfg.init_from) if cfg.init_from and not state else None
     teacher_state = read_checkpoint(cfg.teacher) if cfg.teacher else None
+    dataset_teacher_states = {path: read_checkpoint(path) for path in cfg.dataset_teachers if path}
     train_splits, val_split = load_training_data(cfg.dataset, cfg.val_dataset, cfg.val_fraction, cfg.seed,
                                                  cfg.iam_keep_err)  # fmt: skip
     renderers = synthetic_renderers(cfg) if renderers is None else renderers
@@ -305,6 +314,10 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
         model = model.to(memory_format=torch.channels_last)
     teacher = Teacher(cfg.teacher, model_cfg, alphabet, device, prefers_channels_last(device, dtype),
                       teacher_state) if teacher_state else None  # fmt: skip
+    if dataset_teacher_states:
+        experts = {path: Teacher(path, model_cfg, alphabet, device, prefers_channels_last(device, dtype), state)
+                   for path, state in dataset_teacher_states.items()}  # fmt: skip
+        teacher = Teachers(teacher, [experts.get(path) for path in cfg.dataset_teachers])
     net = None  # what the training step runs: the model itself, or wrapped to all-reduce its gradients
     if world.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -331,7 +344,9 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     try:
         while done.epoch < cfg.epochs and (not cfg.max_steps or done.step < cfg.max_steps) and not budget.used_up():
             chosen = weighted_epoch([len(s) for s in real_sets], cfg.weights(), cfg.seed * 100_003 + done.epoch)
-            epoch_set = EpochLines(torch.utils.data.Subset(train_set, chosen), [train_widths[i] for i in chosen])
+            widths = [train_widths[i] for i in chosen]
+            sources = [bisect.bisect_right(train_set.cumulative_sizes, i) for i in chosen]  # each line's dataset
+            epoch_set = EpochLines(torch.utils.data.Subset(train_set, chosen), widths, sources)
             if parts:
                 synthetic = render_epoch(parts, alphabet, height, frames, cfg.seed, done.epoch, cfg.render_workers,
                                          progress, share=(world.rank, world.size))  # fmt: skip
@@ -422,7 +437,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     ema: torch.nn.Module | None
-    teacher: Teacher | None
+    teacher: Teacher | Teachers | None
     lm: object | None  # the character LM stored in best checkpoints (rank 0 only)
     out: Path
     budget: TimeBudget = field(default_factory=lambda: TimeBudget(0.0))
@@ -496,9 +511,10 @@ class Run:
                    initial=done.batch_in_epoch, total=len(batches))  # fmt: skip
         running = None  # smoothed training loss
         clock = time.monotonic()
-        for batch, (_, weight) in zip(bar, shares):
+        for batch, (indices, weight) in zip(bar, shares):
             if self.cpu_share is not None:
                 self.cpu_share.update()
+            batch["sources"] = [epoch_set.sources[i] for i in indices]
             loss = train_step(self.model, batch, self.optimizer, self.scheduler, self.scaler, cfg, self.device,
                               self.dtype, self.net, world, weight, self.teacher)  # fmt: skip
             if self.ema is not None and world.is_main:
@@ -593,10 +609,11 @@ def validation_rates(
 
 class EpochLines(torch.utils.data.Dataset):
     """One epoch's training lines: the chosen real lines (every rank holds them), then the synthetic lines in
-    epoch-position order, each held only by the rank that rendered it (``owners``; -1: every rank)."""
+    epoch-position order, each held only by the rank that rendered it (``owners``; -1: every rank). ``sources``:
+    each line's training dataset (its index in ``--dataset``; -1: synthetic)."""
 
-    def __init__(self, real: torch.utils.data.Dataset, widths: list[int]) -> None:
-        self.real, self.widths = real, list(widths)
+    def __init__(self, real: torch.utils.data.Dataset, widths: list[int], sources: list[int]) -> None:
+        self.real, self.widths, self.sources = real, list(widths), list(sources)
         self.owners = [-1] * len(widths)
         self.local: list[int] = []  # synthetic line j -> its index in this rank's rendered lines (-1: not here)
         self.synthetic: torch.utils.data.Dataset | None = None
@@ -607,6 +624,7 @@ class EpochLines(torch.utils.data.Dataset):
         merged = sorted((position, width, rank) for rank, kept in enumerate(kept_by_rank) for position, width in kept)
         self.synthetic = rendered
         self.widths += [width for _, width, _ in merged]
+        self.sources += [-1] * len(merged)
         self.owners += [rank for _, _, rank in merged]
         self.local = [mine.get(position, -1) for position, _, _ in merged]
 
@@ -637,7 +655,10 @@ def training_record(cfg: TrainConfig, epochs: int, steps: int, lines_seen: int, 
                        "photo share": cfg.photo_share,
                        "initialised from": source_name(cfg.init_from) or "scratch",
                        "distilled from": (f"{source_name(cfg.teacher)} (weight {cfg.distill_weight}, temperature "
-                                          f"{cfg.distill_temperature})") if cfg.teacher else "none"}}  # fmt: skip
+                                          f"{cfg.distill_temperature})") if cfg.teacher else "none",
+                       **({"teachers by dataset": {source_name(d): source_name(t or cfg.teacher) for d, t in
+                                                   zip(cfg.dataset, cfg.dataset_teachers)}}
+                          if any(cfg.dataset_teachers) else {})}}  # fmt: skip
 
 
 if __name__ == "__main__":  # python -m htr.train: its command line is htr.cli.train (run, not imported)

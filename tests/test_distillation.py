@@ -1,5 +1,6 @@
 """Distillation (htr.training.distillation, htr.train --teacher): the loss, the teacher's checks, and a student run."""
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from htr.checkpoint import CheckpointError, atomic_save, load_model, model_check
 from htr.data import LineDataset, collate_lines, load_splits
 from htr.model import CRNN, ModelConfig
 from htr.train import BEST_NAME, TrainConfig, train
-from htr.training.distillation import Teacher, distillation_loss
+from htr.training.distillation import Teacher, Teachers, distillation_loss
+from tests.conftest import write_parquet_dataset
 
 TEACHER = {"stem_channels": 8, "cnn": ["M", [1, 16], "Mh", [1, 24], "Mh", [1, 32]], "rnn_hidden": 32, "rnn_layers": 1}
 STUDENT = {"stem_channels": 4, "cnn": ["M", [1, 8], "Mh", [1, 12], "Mh", [1, 16]], "rnn_hidden": 16, "rnn_layers": 1}
@@ -30,19 +32,29 @@ def test_the_loss_is_zero_only_when_the_student_matches_and_ignores_padding():
     assert distillation_loss(padded, teacher, lengths, temperature=2.0).item() == pytest.approx(loss.item())
 
 
-@pytest.fixture(scope="module")
-def teacher_path(parquet_dataset, tmp_path_factory):
+def random_teacher(dataset: Path, folder: Path, seed: int) -> str:
     """A teacher with sharp posteriors that depend on the image: random weights, the head scaled up (a model
     that learns to read takes longer than a test should)."""
-    splits = load_splits(str(parquet_dataset))
+    splits = load_splits(str(dataset))
     alphabet = Alphabet.from_texts(list(splits["train"]["text"]) + list(splits["validation"]["text"]))
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     model = CRNN(ModelConfig(num_classes=alphabet.num_classes, **TEACHER))
     with torch.no_grad():
         model.head.weight.mul_(30)
-    path = tmp_path_factory.mktemp("teacher") / BEST_NAME
+    path = folder / BEST_NAME
     atomic_save(model_checkpoint(model.eval(), alphabet, {}), path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def teacher_path(parquet_dataset, tmp_path_factory):
+    return random_teacher(parquet_dataset, tmp_path_factory.mktemp("teacher"), seed=1)
+
+
+@pytest.fixture(scope="module")
+def other_teacher_path(parquet_dataset, tmp_path_factory):
+    """Another expert on the same alphabet (other random weights)."""
+    return random_teacher(parquet_dataset, tmp_path_factory.mktemp("other-teacher"), seed=2)
 
 
 def test_a_teacher_must_see_the_students_frames_and_alphabet(teacher_path):
@@ -100,3 +112,44 @@ def test_a_distilled_student_comes_closer_to_its_teacher(parquet_dataset, teache
     kl_distilled = mean_kl_to_teacher(distilled, teacher_path, parquet_dataset)
     kl_alone = mean_kl_to_teacher(alone, teacher_path, parquet_dataset)
     assert kl_distilled < 0.8 * kl_alone, (kl_distilled, kl_alone)
+
+
+def test_each_line_learns_from_its_datasets_teacher(teacher_path, other_teacher_path):
+    _, alphabet = load_model(teacher_path)
+    student = ModelConfig(num_classes=alphabet.num_classes, **STUDENT)
+    cpu = torch.device("cpu")
+    default, expert = (Teacher(path, student, alphabet, cpu) for path in (teacher_path, other_teacher_path))
+    teachers = Teachers(default, [None, expert])  # dataset 0: the default teacher; dataset 1: its expert
+    images = torch.rand(3, 1, 64, 96)
+    log_probs = teachers(images, [0, 1, -1])  # -1: a synthetic line
+    assert torch.allclose(log_probs[:, [0, 2]], default(images[[0, 2]]), atol=1e-5)
+    assert torch.allclose(log_probs[:, [1]], expert(images[[1]]), atol=1e-5)
+    assert not torch.allclose(log_probs[:, [1]], default(images[[1]]), atol=1e-2)  # the two teachers differ
+    assert torch.equal(teachers(images), default(images))  # without sources: the default reads every line
+
+
+def test_a_teacher_per_dataset_is_checked_against_the_datasets(tmp_path):
+    with pytest.raises(ValueError, match="1 dataset teachers for 2 datasets"):
+        TrainConfig(dataset=["a", "b"], dataset_teachers=["x.pth"], teacher="t.pth")
+    with pytest.raises(ValueError, match="needs --teacher"):
+        TrainConfig(dataset=["a", "b"], dataset_teachers=["", "x.pth"])
+
+
+def test_training_sends_each_datasets_lines_to_its_teacher(parquet_dataset, teacher_path, other_teacher_path, tmp_path,
+                                                           monkeypatch):  # fmt: skip
+    other_dataset = write_parquet_dataset(tmp_path / "other", n_train=16, n_val=4, n_test=2)
+    seen: list[int] = []
+    routed = Teachers.__call__
+
+    def spy(self, images, sources=None):
+        seen.extend(sources)
+        return routed(self, images, sources)
+
+    monkeypatch.setattr(Teachers, "__call__", spy)
+    config = TrainConfig(dataset=[str(parquet_dataset), str(other_dataset)], output_dir=str(tmp_path / "run"),
+                         epochs=1, batch_size=8, model=ModelConfig(num_classes=0, **STUDENT), lm_order=0,
+                         teacher=teacher_path, dataset_teachers=["", other_teacher_path], patience=0)  # fmt: skip
+    best = Path(train(config, progress=False)["best_path"])
+    assert Counter(seen) == {0: 48, 1: 16}  # every line of the epoch once, with the dataset it came from
+    recipe = torch.load(best, weights_only=True)["training"]["recipe"]
+    assert recipe["teachers by dataset"] == {"parquet0": BEST_NAME, "other": BEST_NAME}

@@ -41,10 +41,40 @@ class Teacher:
         self.alphabet = known
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, sources: list[int] | None = None) -> torch.Tensor:
+        """Log-probabilities for ``images`` (``sources`` is for `Teachers`; one teacher reads every line)."""
         log_probs, _ = self.model(images)
         if self.missing:
             log_probs = torch.nn.functional.pad(log_probs, (0, self.missing), value=ABSENT)
+        return log_probs
+
+
+class Teachers:
+    """One teacher per training dataset: the lines of dataset i learn from ``by_source[i]`` (e.g. an expert on
+    that hand), the others (synthetic lines, datasets without their own) from ``default``. Called like a `Teacher`,
+    with each line's dataset index (``sources``; -1: synthetic); each teacher reads only its own lines."""
+
+    def __init__(self, default: Teacher, by_source: list[Teacher | None]) -> None:
+        self.default, self.by_source = default, by_source
+
+    def teacher_of(self, source: int) -> Teacher:
+        own = self.by_source[source] if 0 <= source < len(self.by_source) else None
+        return own or self.default
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, sources: list[int] | None = None) -> torch.Tensor:
+        if sources is None:
+            return self.default(images)
+        rows_of: dict[int, tuple[Teacher, list[int]]] = {}
+        for row, source in enumerate(sources):
+            teacher = self.teacher_of(source)
+            rows_of.setdefault(id(teacher), (teacher, []))[1].append(row)
+        log_probs = None
+        for teacher, rows in rows_of.values():
+            part = teacher(images[rows])
+            if log_probs is None:
+                log_probs = part.new_empty((part.shape[0], len(sources), part.shape[2]))
+            log_probs[:, rows] = part
         return log_probs
 
 
