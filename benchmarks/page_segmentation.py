@@ -14,7 +14,9 @@ PAGE/ALTO files with their images (a Transkribus or eScriptorium export) as one 
 lines of every page as ``predict.py --segment always`` does and matches them one to one to the ground-truth lines
 (boxes around their polygons) by box IoU >= 0.5, best pairs first. Per collection it prints precision, recall and
 F1, the ground-truth lines cut into several found lines (over-split: two or more found lines each lying mostly
-inside it) and the found lines that span several ground-truth lines (under-split), and the seconds per page.
+inside it), the found lines that span several ground-truth lines (under-split), the missed ground-truth lines
+that are small (lower than 0.6 of the page's median line: words written between the lines, page numbers), and the
+seconds per page.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from htr.metrics import matched_boxes
+from htr.metrics import box_matches
 from htr.pages.page_xml import IMAGE_SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
 
 MANIFEST = ROOT / "benchmarks" / "real_pages.json"
 Box = tuple[int, int, int, int]
+SMALL_LINE = 0.6  # a ground-truth line lower than this share of its page's median line height is small
 
 
 def read_lines(xml_path: Path) -> tuple[list[Box], tuple[int, int] | None, str | None]:
@@ -50,11 +53,17 @@ def inside(a: Box, b: Box) -> float:
 
 
 def match(found: list[Box], truth: list[Box], threshold: float = 0.5) -> dict[str, int]:
-    """One-to-one matches by IoU >= threshold (best pairs first), and over-/under-split counts."""
-    matched = matched_boxes(found, truth, threshold)
+    """One-to-one matches by IoU >= threshold (best pairs first), over-/under-split counts, and the missed
+    ground-truth lines that are small: lower than ``SMALL_LINE`` of the page's median line height (words written
+    between the lines, page numbers)."""
+    matches = box_matches(found, truth, threshold)
     over = sum(sum(inside(f, t) >= 0.6 for f in found) >= 2 for t in truth)  # fragments of one line
     under = sum(sum(inside(t, f) >= 0.6 for t in truth) >= 2 for f in found)  # several lines in one
-    return {"found": len(found), "truth": len(truth), "matched": matched, "over": over, "under": under}
+    heights = [b[3] - b[1] for b in truth]
+    low = SMALL_LINE * statistics.median(heights) if truth else 0
+    small = len({j for j, height in enumerate(heights) if height < low} - {j for _, j in matches})
+    return {"found": len(found), "truth": len(truth), "matched": len(matches), "over": over, "under": under,
+            "missed_small": small}  # fmt: skip
 
 
 def find_lines(image_path: Path, method: str, finder=None) -> list[Box]:
@@ -121,16 +130,18 @@ def run(args: argparse.Namespace) -> None:
             counts = match(found, truth)
             details.append({"collection": name, "page": image_path.name, **counts, "seconds": round(seconds, 2)})
             total = totals.setdefault(name, {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0,
-                                             "under": 0, "seconds": []})  # fmt: skip
+                                             "under": 0, "missed_small": 0, "seconds": []})  # fmt: skip
             total["pages"] += 1
-            for key in ("found", "truth", "matched", "over", "under"):
+            for key in ("found", "truth", "matched", "over", "under", "missed_small"):
                 total[key] += counts[key]
             total["seconds"].append(seconds)
             if args.verbose:
                 print(f"{name}/{image_path.name}: {counts} {seconds:.1f} s", flush=True)
-    print("| collection | pages | GT lines | found | precision | recall | F1 | over-split | under-split | s/page |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    everything = {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0, "under": 0, "seconds": []}
+    print("| collection | pages | GT lines | found | precision | recall | F1 | over-split | under-split | missed small "
+          "| s/page |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    everything = {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0, "under": 0, "missed_small": 0,
+                  "seconds": []}  # fmt: skip
     for name, total in [*totals.items(), ("all", everything)]:
         if name != "all":
             for key in everything:
@@ -140,7 +151,7 @@ def run(args: argparse.Namespace) -> None:
         f1 = 2 * precision * recall / max(1e-9, precision + recall)
         seconds = statistics.median(total["seconds"])
         print(f"| {name} | {total['pages']} | {total['truth']} | {total['found']} | {precision:.3f} | {recall:.3f} | "
-              f"{f1:.3f} | {total['over']} | {total['under']} | {seconds:.2f} |")  # fmt: skip
+              f"{f1:.3f} | {total['over']} | {total['under']} | {total['missed_small']} | {seconds:.2f} |")  # fmt: skip
     if args.details:
         with open(args.details, "w", encoding="utf-8") as f:
             keys = list(details[0])

@@ -39,14 +39,20 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def matched_boxes(found: Sequence[Box], truth: Sequence[Box], threshold: float = 0.5) -> int:
-    """How many found boxes match a true box one to one with IoU >= ``threshold``, best pairs first."""
+def box_matches(found: Sequence[Box], truth: Sequence[Box], threshold: float = 0.5) -> list[tuple[int, int]]:
+    """(found index, true index) pairs matched one to one with IoU >= ``threshold``, best pairs first."""
     pairs = sorted(((box_iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
-    used_found, used_truth = set(), set()
+    used_found, used_truth, matches = set(), set(), []
     for score, i, j in pairs:
         if score < threshold:
             break
         if i not in used_found and j not in used_truth:
             used_found.add(i)
             used_truth.add(j)
-    return len(used_found)
+            matches.append((i, j))
+    return matches
+
+
+def matched_boxes(found: Sequence[Box], truth: Sequence[Box], threshold: float = 0.5) -> int:
+    """How many found boxes match a true box one to one with IoU >= ``threshold`` (`box_matches`)."""
+    return len(box_matches(found, truth, threshold))

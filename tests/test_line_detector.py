@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from htr.metrics import box_iou, matched_boxes
+from htr.metrics import box_iou, box_matches, matched_boxes
 from htr.pages.line_detector import LineDetector, widened
 from htr.pages.line_finder import OUTPUT_STRIDE, LineFinder, boxes_from_kernels, network_input, reading_order
 from htr.pages.page_xml import read_page
@@ -148,6 +148,7 @@ def test_matched_boxes_is_one_to_one():
     truth = [(0, 0, 100, 20), (0, 30, 100, 50)]
     assert matched_boxes([(0, 0, 100, 20), (2, 1, 100, 21)], truth) == 1  # two found for one line: one match
     assert matched_boxes([(0, 0, 100, 50)], truth) == 0  # one box over both lines: IoU 0.4 with each
+    assert box_matches([(0, 1, 100, 20), (0, 0, 100, 50), (0, 30, 100, 50)], truth) == [(2, 1), (0, 0)]  # best first
 
 
 def finder_training_argv(tmp_path: Path, output: Path) -> list[str]:
