@@ -13,7 +13,7 @@ import torch
 
 from htr.alphabet import BLANK, Alphabet
 from htr.checkpoint import atomic_save, model_checkpoint
-from htr.lm import BOS, EOS, CharLM, build_lm, drop_overlapping, load_lm
+from htr.lm import BOS, EOS, CharLM, build_lm, choose_interpolation, drop_overlapping, interpolate, load_lm
 from htr.model import CRNN, ModelConfig
 from htr.reading.beam import LMScorer, beam_search_batch, prefix_beam_search
 from htr.reading.decode import Decoder, confidences, greedy_paths
@@ -247,6 +247,25 @@ def test_lm_build_takes_several_datasets(parquet_dataset, tmp_path):
     kept = int(built.stdout.split("\n")[-2].split()[0])  # "N lines -> 3-gram kn: ..."
     left_out = int(built.stdout.split("left out ")[1].split()[0])
     assert kept + left_out == 48 + 5  # every train line of both datasets, less those sharing validation text
+
+
+def test_lm_build_mixes_with_a_base_lm_at_the_weight_validation_chooses(parquet_dataset, tmp_path):
+    from htr.data import load_splits
+
+    base = tmp_path / "base.arpa"
+    base.write_text(build_lm(TEXTS, 3).to_arpa(), encoding="utf-8")
+    command = [sys.executable, "-m", "htr.lm", "build", "--dataset", str(parquet_dataset), "--order", "3",
+               "--mix-with", str(base), "-o", str(tmp_path / "mixed.arpa")]  # fmt: skip
+    built = subprocess.run([*command, "--choose-on", str(parquet_dataset)], cwd=ROOT, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    weight = float(built.stdout.split("at weight ")[1].split()[0])
+    splits = load_splits(str(parquet_dataset))
+    own, validation = build_lm(list(splits["train"]["text"]), 3), list(splits["validation"]["text"])
+    assert weight == choose_interpolation(own, load_lm(base), validation)[0] >= 0.5  # its own text's model leads
+    expected = interpolate(own, load_lm(base), weight).perplexity(validation)
+    assert load_lm(tmp_path / "mixed.arpa").perplexity(validation) == pytest.approx(expected, rel=1e-3)
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)  # auto weight, nothing to choose on
+    assert refused.returncode == 2 and "--choose-on" in refused.stderr
 
 
 def test_a_ragged_batch_is_searched_as_each_line_alone():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from htr import lm as library
 from htr.cli.options import command_name
-from htr.lm import SMOOTHINGS, build_lm, drop_overlapping, load_lm
+from htr.lm import SMOOTHINGS, CharLM, build_lm, choose_interpolation, drop_overlapping, interpolate, load_lm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     build.add_argument("--order", type=int, default=6)
     build.add_argument("--smoothing", choices=SMOOTHINGS, default="kn", help="Kneser-Ney or Witten-Bell")
+    build.add_argument("--mix-with", metavar="LM",
+                       help="interpolate the new model with this one (an ARPA file or a checkpoint with an LM), e.g. "
+                       "a base model's LM and the LM of a new collection's text")  # fmt: skip
+    build.add_argument("--mix-weight", default="auto",
+                       help="the new model's weight in the mixture, or auto (default): the weight that gives the "
+                       "validation texts of --choose-on the lowest perplexity")  # fmt: skip
+    build.add_argument("--choose-on", action="append", default=[], metavar="DATASET",
+                       help="with --mix-weight auto: a dataset whose validation text chooses the weight; "
+                       "repeatable")  # fmt: skip
     build.add_argument("-o", "--output", help="write the model as an ARPA file")
     build.add_argument("--into", metavar="CHECKPOINT", help="store the model inside this checkpoint")
     score = commands.add_parser("perplexity", help="per-character perplexity of text files")
@@ -63,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"left out {count - len(texts)} lines sharing a passage with {args.exclude_split}")
         lm = build_lm(texts, args.order, args.smoothing)
         print(f"{len(texts)} lines -> {args.order}-gram {args.smoothing}: {len(lm.logprobs)} n-grams")
+        if args.mix_with:
+            lm = mixed(lm, args, parser)
         if args.output:
             Path(args.output).write_text(lm.to_arpa(), encoding="utf-8")
         if args.into:
@@ -73,6 +84,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def mixed(lm: CharLM, args: argparse.Namespace, parser: argparse.ArgumentParser) -> CharLM:
+    """``lm`` interpolated with ``--mix-with`` at ``--mix-weight`` (auto: chosen on the ``--choose-on`` validation
+    texts), saying the weight and the perplexities."""
+    from htr.data import load_validation, normalize_text
+
+    other = load_lm(args.mix_with)
+    if args.mix_weight == "auto":
+        if not args.choose_on:
+            parser.error("--mix-weight auto needs --choose-on DATASET (or give the weight)")
+        held_out = [t for d in args.choose_on for t in map(normalize_text, load_validation(d)["text"]) if t]
+        weight, perplexities = choose_interpolation(lm, other, held_out)
+        print(f"perplexity of {len(held_out)} validation lines by weight: "
+              + ", ".join(f"{w}: {p:.3f}" for w, p in perplexities.items()))  # fmt: skip
+    else:
+        weight = float(args.mix_weight)
+    print(f"mixed with {args.mix_with} at weight {weight} (the new model's)")
+    return interpolate(lm, other, weight)
 
 
 if __name__ == "__main__":
