@@ -58,6 +58,7 @@ class Teachers:
         self.default, self.by_source = default, by_source
 
     def teacher_of(self, source: int) -> Teacher:
+        """The teacher of dataset ``source``'s lines (-1, a synthetic line: the default)."""
         own = self.by_source[source] if 0 <= source < len(self.by_source) else None
         return own or self.default
 
