@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "benchmarks" / "real_pages.json"
 Box = tuple[int, int, int, int]
 SMALL_LINE = 0.6  # a ground-truth line lower than this share of its page's median line height is small
+COUNTS = ("found", "truth", "matched", "over", "under", "missed_small")  # what `match` counts, summed by collection
 
 
 def read_lines(xml_path: Path) -> tuple[list[Box], tuple[int, int] | None, str | None]:
@@ -129,10 +130,9 @@ def run(args: argparse.Namespace) -> None:
             seconds = time.perf_counter() - start
             counts = match(found, truth)
             details.append({"collection": name, "page": image_path.name, **counts, "seconds": round(seconds, 2)})
-            total = totals.setdefault(name, {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0,
-                                             "under": 0, "missed_small": 0, "seconds": []})  # fmt: skip
+            total = totals.setdefault(name, {"pages": 0, **dict.fromkeys(COUNTS, 0), "seconds": []})
             total["pages"] += 1
-            for key in ("found", "truth", "matched", "over", "under", "missed_small"):
+            for key in COUNTS:
                 total[key] += counts[key]
             total["seconds"].append(seconds)
             if args.verbose:
@@ -140,8 +140,7 @@ def run(args: argparse.Namespace) -> None:
     print("| collection | pages | GT lines | found | precision | recall | F1 | over-split | under-split | missed small "
           "| s/page |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    everything = {"pages": 0, "found": 0, "truth": 0, "matched": 0, "over": 0, "under": 0, "missed_small": 0,
-                  "seconds": []}  # fmt: skip
+    everything = {"pages": 0, **dict.fromkeys(COUNTS, 0), "seconds": []}
     for name, total in [*totals.items(), ("all", everything)]:
         if name != "all":
             for key in everything:

@@ -262,7 +262,8 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     # the checkpoints first: a mistyped path fails at once, not after the data has loaded
     initial = read_checkpoint(cfg.init_from) if cfg.init_from and not state else None
     teacher_state = read_checkpoint(cfg.teacher) if cfg.teacher else None
-    dataset_teacher_states = {path: read_checkpoint(path) for path in cfg.dataset_teachers if path}
+    # --teacher's own path among them is the same teacher, read once
+    dataset_teacher_states = {path: read_checkpoint(path) for path in set(cfg.dataset_teachers) - {"", cfg.teacher}}
     train_splits, val_split = load_training_data(cfg.dataset, cfg.val_dataset, cfg.val_fraction, cfg.seed,
                                                  cfg.iam_keep_err)  # fmt: skip
     renderers = synthetic_renderers(cfg) if renderers is None else renderers
@@ -317,7 +318,7 @@ def _train(cfg: TrainConfig, progress: bool, renderers, world: World, device: to
     if dataset_teacher_states:
         experts = {path: Teacher(path, model_cfg, alphabet, device, prefers_channels_last(device, dtype), state)
                    for path, state in dataset_teacher_states.items()}  # fmt: skip
-        teacher = Teachers(teacher, [experts.get(path) for path in cfg.dataset_teachers])
+        teacher = Teachers(teacher, [experts.get(path) for path in cfg.dataset_teachers])  # others: --teacher
     net = None  # what the training step runs: the model itself, or wrapped to all-reduce its gradients
     if world.distributed:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
