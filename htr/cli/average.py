@@ -20,16 +20,24 @@ def main(argv: list[str] | None = None) -> int:
         prog=command_name("htr.training.average_checkpoints"), description=library.__doc__.split("\n\n")[0]
     )
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files or model folders of one architecture")
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        type=float,
+        metavar="W",
+        help="one weight per checkpoint (scaled to sum to 1; default: equal); e.g. 0.4 0.6: a base and its fine-tune",
+    )
     parser.add_argument("--output", "-o", required=True, help="where to write the averaged checkpoint (.pth)")
     args = parser.parse_args(argv)
     try:
         checkpoints = [read_checkpoint(path) for path in args.checkpoints]
-        averaged = average_checkpoints(checkpoints, [Path(path).as_posix() for path in args.checkpoints])
+        averaged = average_checkpoints(checkpoints, [Path(path).as_posix() for path in args.checkpoints], args.weights)
         atomic_save(averaged, args.output)
     except (CheckpointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output}: the mean of {len(checkpoints)} checkpoints' weights")
+    kind, characters = "weighted mean" if args.weights else "mean", len(averaged["alphabet"])
+    print(f"wrote {args.output}: the {kind} of {len(checkpoints)} checkpoints' weights ({characters} characters)")
     return 0
 
 

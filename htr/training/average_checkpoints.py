@@ -1,12 +1,18 @@
-"""Average the weights of checkpoints of one model: sittings continued from one another, or one run's states.
+"""Average the weights of checkpoints of one model: sittings continued from one another, one run's states, or a
+base model and its fine-tuned descendant.
 
 Models that share a starting point lie in one basin of the loss; the mean of their weights usually reads at
-least as well as the best of them (stochastic weight averaging, Izmailov et al. 2018). Batch-norm statistics are
-averaged like the weights; the alphabet, architecture and LM are the first checkpoint's, and its measured
-metrics are dropped (they described other weights: measure again with ``htr.evaluate --record``)::
+least as well as the best of them (stochastic weight averaging, Izmailov et al. 2018). Between a base and the
+model fine-tuned from it, a weighted mean trades what each reads best (WiSE-FT, Wortsman et al. 2022): more weight
+on the base keeps more of what it read. Batch-norm statistics are averaged like the weights. Alphabets may differ
+by characters appended in fine-tuning: the result has the longest alphabet, and the output rows of a character
+some checkpoints lack are the weighted mean of those that have it. The architecture, LM and training record are
+those of the first checkpoint with the longest alphabet; measured metrics are dropped (they described other
+weights: measure again with ``htr.evaluate --record``)::
 
     python -m htr.training.average_checkpoints runs/a/handwriting_recognizer_best.pth \\
         runs/b/handwriting_recognizer_best.pth --output averaged.pth
+    python -m htr.training.average_checkpoints base.pth tuned.pth --weights 0.4 0.6 --output interpolated.pth
 """
 
 from __future__ import annotations
@@ -18,33 +24,58 @@ from htr.checkpoint import CheckpointError
 AVERAGED_KEY = "weights averaged over"  # the training recipe's entry naming the averaged checkpoints
 
 
-def average_checkpoints(checkpoints: list[dict], names: list[str]) -> dict:
-    """One checkpoint whose floating-point tensors are the mean of ``checkpoints``' (all of one architecture and
-    alphabet; ``names`` say which they were, for the training record). Integer buffers are the first's."""
+def average_checkpoints(checkpoints: list[dict], names: list[str], weights: list[float] | None = None) -> dict:
+    """One checkpoint whose floating-point tensors are the mean of ``checkpoints``' (all of one architecture; each
+    alphabet the start of the longest), weighted by ``weights`` (equal when None; scaled to sum to 1); ``names``
+    say which they were, for the training record. Integer buffers are the template's (below)."""
     if len(checkpoints) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
-    first, first_name = checkpoints[0], names[0]
-    first_shapes = {key: tuple(value.shape) for key, value in first["state_dict"].items()}
-    for checkpoint, name in zip(checkpoints[1:], names[1:]):
-        if checkpoint["model_config"] != first["model_config"]:
-            raise CheckpointError(f"{name} has another architecture than {first_name}: one model's weights only")
-        if checkpoint["alphabet"] != first["alphabet"]:
-            raise CheckpointError(f"{name} has another alphabet than {first_name}")
-        if {key: tuple(value.shape) for key, value in checkpoint["state_dict"].items()} != first_shapes:
-            raise CheckpointError(f"{name}: its tensors do not match {first_name}'s")
+    weights = [1.0] * len(checkpoints) if weights is None else [float(weight) for weight in weights]
+    if len(weights) != len(checkpoints) or min(weights) < 0 or sum(weights) <= 0:
+        raise CheckpointError(f"give one weight per checkpoint ({len(checkpoints)}), none negative, not all 0")
+    weights = [weight / sum(weights) for weight in weights]
+    longest = max(range(len(checkpoints)), key=lambda index: (len(checkpoints[index]["alphabet"]), -index))
+    template, template_name = checkpoints[longest], names[longest]
+    alphabet = template["alphabet"]
+    for checkpoint, name in zip(checkpoints, names):
+        check_compatible(checkpoint, name, template, template_name)
     state = {}
-    for key, value in first["state_dict"].items():
-        if value.is_floating_point():
-            total = sum(checkpoint["state_dict"][key].double() for checkpoint in checkpoints)
-            state[key] = (total / len(checkpoints)).to(value.dtype)
-        else:
+    for key, value in template["state_dict"].items():
+        if not value.is_floating_point():
             state[key] = value.clone()  # e.g. batch norm's num_batches_tracked
-    averaged = {key: copy.deepcopy(value) for key, value in first.items() if key != "state_dict"}
-    averaged["state_dict"] = state
-    averaged["metrics"] = {}
-    training = averaged.setdefault("training", {})
-    training.setdefault("recipe", {})[AVERAGED_KEY] = ", ".join(names)
+            continue
+        total = value.double().zero_()
+        cover = total.clone()  # per output row: the weight of the checkpoints that have it
+        for checkpoint, weight in zip(checkpoints, weights):
+            tensor = checkpoint["state_dict"][key].double()
+            rows = slice(len(tensor)) if tensor.dim() else slice(None)  # rows past a shorter alphabet's stay out
+            total[rows] += weight * tensor
+            cover[rows] += weight
+        state[key] = (total / cover).to(value.dtype)
+    averaged = {key: copy.deepcopy(value) for key, value in template.items() if key != "state_dict"}
+    averaged["state_dict"], averaged["metrics"], averaged["alphabet"] = state, {}, alphabet
+    equal = max(weights) - min(weights) < 1e-9
+    record = ", ".join(name if equal else f"{name} × {weight:.3g}" for name, weight in zip(names, weights))
+    averaged.setdefault("training", {}).setdefault("recipe", {})[AVERAGED_KEY] = record
     return averaged
+
+
+def check_compatible(checkpoint: dict, name: str, template: dict, template_name: str) -> None:
+    """Raise unless ``checkpoint`` is ``template``'s architecture with an alphabet that begins the template's."""
+    added = len(template["alphabet"]) - len(checkpoint["alphabet"])
+    if not template["alphabet"].startswith(checkpoint["alphabet"]):
+        raise CheckpointError(f"{name} has another alphabet than {template_name} (not its start)")
+    config = dict(checkpoint["model_config"], num_classes=template["model_config"]["num_classes"])
+    if config != template["model_config"] or checkpoint["model_config"]["num_classes"] + added != config["num_classes"]:
+        raise CheckpointError(f"{name} has another architecture than {template_name}: one model's weights only")
+    own, wanted = checkpoint["state_dict"], template["state_dict"]
+    for key, value in wanted.items():
+        shape = tuple(own[key].shape) if key in own else None
+        grown = bool(shape) and shape[1:] == tuple(value.shape[1:]) and shape[0] + added == value.shape[0]
+        if shape != tuple(value.shape) and not (added and grown):
+            raise CheckpointError(f"{name}: its tensors do not match {template_name}'s ({key})")
+    if own.keys() != wanted.keys():
+        raise CheckpointError(f"{name}: its tensors do not match {template_name}'s")
 
 
 if __name__ == "__main__":  # python -m htr.training.average_checkpoints runs htr.cli.average (not imported)
