@@ -6,7 +6,8 @@ Reads each run folder's ``history.json`` (written by ``htr.train`` after every e
 another are chained (a run started with ``--init-from`` the previous one's best continues its line count).
 ``--start-lines``/``--start-cer``: where the first run started (e.g. the lines the model it was initialised
 from had seen, and its CER). Prints a Markdown table with one row per sitting (a sitting is one process of
-``htr.train``: an interrupted run resumed later is the next sitting) and saves the plot.
+``htr.train``: an interrupted run resumed later is the next sitting) and saves the plot: one curve per
+validation set for runs validated on several (``--also-validate``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", help="save the plot here (PNG)")
     args = parser.parse_args()
 
-    offset, xs, ys, raw = args.start_lines, [], [], []
+    offset, xs, ys, raw, by_set = args.start_lines, [], [], [], {}
     if args.start_cer is not None:
         xs, ys = [offset], [args.start_cer]
     print("| run | sitting | epochs | steps | lines seen | hours | hardware | best val CER | best val WER |")
@@ -57,6 +58,8 @@ def main() -> None:
             ys.append(entry["val_cer"])
             if "val_cer_raw" in entry:
                 raw.append((offset + entry["lines_seen"], entry["val_cer_raw"]))
+            for name, figures in entry.get("val", {}).items():
+                by_set.setdefault(name, []).append((offset + entry["lines_seen"], figures["cer"]))
         offset = xs[-1] if xs else offset
     if args.output:
         import matplotlib
@@ -65,13 +68,17 @@ def main() -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot([x / 1e3 for x in xs], [100 * y for y in ys], "o-", label="validated model", markersize=3)
-        if raw:
+        if len(by_set) > 1:  # each validation set, not their mean
+            for name, points in by_set.items():
+                ax.plot([x / 1e3 for x, _ in points], [100 * y for _, y in points], "o-", label=name, markersize=3)
+        else:
+            ax.plot([x / 1e3 for x in xs], [100 * y for y in ys], "o-", label="validated model", markersize=3)
+        if raw and len(by_set) <= 1:
             ax.plot([x / 1e3 for x, _ in raw], [100 * y for _, y in raw], "x", label="raw weights (without EMA)",
                     markersize=4, alpha=0.6)  # fmt: skip
         ax.set_xlabel("training lines seen (thousands)")
         ax.set_ylabel("validation CER, greedy (%)")
-        ax.set_title("iam-dev validation (390 lines, 24 unseen writers)")
+        ax.set_title("validation sets" if len(by_set) > 1 else "iam-dev validation (390 lines, 24 unseen writers)")
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
