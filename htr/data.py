@@ -174,6 +174,15 @@ def source_name(source: str) -> str:
     return Path(source).resolve().name if source and Path(source).exists() else source
 
 
+def folder_split(source: str) -> tuple[str, str] | None:
+    """``(dataset, split)`` for a local folder named after a split, e.g. ``letters/validation`` -> ``("letters",
+    "validation")``: how its lines are named in records when it is read as a dataset of its own; else None."""
+    path = Path(source).expanduser()
+    if not source or not path.is_dir() or path.name.lower() not in SPLIT_ALIASES:
+        return None
+    return path.resolve().parent.name, SPLIT_ALIASES[path.name.lower()]
+
+
 def _split_folders(path: Path) -> dict[str, Path]:
     """Subfolders named after splits (``train/``, ``validation/``, ``val/``, ``test/``, ...) of a folder that holds
     no dataset files of its own at the top: an export laid out by split, such as ``letters/{train,validation}``."""

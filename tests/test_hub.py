@@ -123,6 +123,22 @@ def test_damaged_folders_get_a_clear_error(small_checkpoint, tmp_path):
         read_checkpoint(folder)
 
 
+def test_a_folder_named_after_a_split_is_recorded_as_that_split_of_its_parent(small_checkpoint, tmp_path):
+    """``htr.evaluate --dataset letters/validation --record`` (an export laid out by split, one split read alone):
+    its lines are letters' validation split, not "all" lines of a dataset called "validation"."""
+    from htr.cli.evaluate import main as evaluate
+    from htr.data import folder_split
+    from tests.conftest import write_parquet_dataset
+
+    folder = write_parquet_dataset(tmp_path / "letters" / "validation", n_train=6, n_val=0, n_test=0)
+    for split in ("validation", "test"):
+        (folder / f"{split}.parquet").unlink()  # one file of lines: a dataset without splits of its own
+    assert folder_split(str(folder)) == ("letters", "validation") and folder_split(str(tmp_path / "letters")) is None
+    assert evaluate(["--checkpoint", str(small_checkpoint), "--dataset", str(folder), "--record"]) == 0
+    recorded = read_checkpoint(small_checkpoint)["metrics"]["evaluations"]
+    assert [(e["dataset"], e["split"], e["lines"]) for e in recorded] == [("letters", "validation", 6)]
+
+
 def test_card_carries_recorded_metrics_licences_and_training(small_checkpoint, tmp_path):
     record_evaluation(small_checkpoint, {"dataset": "iam-dev", "split": "validation", "lines": 390,
                                          "decoder": "greedy", "cer": 0.0681, "wer": 0.2329})  # fmt: skip

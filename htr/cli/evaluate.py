@@ -24,7 +24,7 @@ from htr.evaluate import confidence_halves, error_rates, read_split, write_lines
 
 def main(argv: list[str] | None = None) -> int:
     from htr.checkpoint import CheckpointError, read_checkpoint
-    from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, load_splits, source_name
+    from htr.data import DEFAULT_DATASET, DatasetSourceError, carve_validation, folder_split, load_splits, source_name
     from htr.hub import record_evaluation
     from htr.reading.decode import make_decoder
     from htr.runtime import resolve_device, resolve_precision
@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         write_lines(args.output, references, readings)
     if args.record:
-        split = split_name if label == args.split else "all"
-        entry = {"dataset": source_name(args.dataset), "split": split, "lines": len(references),
+        dataset, split = source_name(args.dataset), split_name if label == args.split else "all"
+        if split == "all" and (named := folder_split(args.dataset)):  # e.g. letters/validation: that split, whole
+            dataset, split = named
+        entry = {"dataset": dataset, "split": split, "lines": len(references),
                  "decoder": decoder.describe(), "cer": rates["cer"], "wer": rates["wer"]}  # fmt: skip
         if args.limit:
             entry["limit"] = args.limit
