@@ -60,7 +60,13 @@ def test_a_base_and_its_fine_tune_with_added_characters_interpolate_by_weight():
     assert averaged["training"]["recipe"][AVERAGED_KEY] == "base.pth × 0.25, tuned.pth × 0.75"
     model = CRNN(ModelConfig(**averaged["model_config"]))
     model.load_state_dict(averaged["state_dict"])  # the result is one whole model of the longer alphabet
-    for weights in ([1], [1, -1], [0, 0]):
+    base_only = average_checkpoints([base, tuned], ["base", "tuned"], weights=[1, 0])  # the new rows: tuned's
+    for key, value in base_only["state_dict"].items():
+        old, new = base["state_dict"][key], tuned["state_dict"][key]
+        if value.is_floating_point():
+            assert torch.equal(value[: len(old)], old) if old.dim() else torch.equal(value, old), key
+            assert torch.equal(value[len(old) :], new[len(old) :]), key
+    for weights in ([1], [1, -1], [0, 0], [1, float("nan")]):
         with pytest.raises(CheckpointError, match="one weight per checkpoint"):
             average_checkpoints([base, tuned], ["base", "tuned"], weights=weights)
 

@@ -18,6 +18,9 @@ weights: measure again with ``htr.evaluate --record``)::
 from __future__ import annotations
 
 import copy
+import math
+
+import torch
 
 from htr.checkpoint import CheckpointError
 
@@ -31,7 +34,12 @@ def average_checkpoints(checkpoints: list[dict], names: list[str], weights: list
     if len(checkpoints) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
     weights = [1.0] * len(checkpoints) if weights is None else [float(weight) for weight in weights]
-    if len(weights) != len(checkpoints) or min(weights) < 0 or sum(weights) <= 0:
+    if (
+        len(weights) != len(checkpoints)
+        or not all(map(math.isfinite, weights))
+        or min(weights) < 0
+        or sum(weights) <= 0
+    ):
         raise CheckpointError(f"give one weight per checkpoint ({len(checkpoints)}), none negative, not all 0")
     weights = [weight / sum(weights) for weight in weights]
     longest = max(range(len(checkpoints)), key=lambda index: (len(checkpoints[index]["alphabet"]), -index))
@@ -51,7 +59,8 @@ def average_checkpoints(checkpoints: list[dict], names: list[str], weights: list
             rows = slice(len(tensor)) if tensor.dim() else slice(None)  # rows past a shorter alphabet's stay out
             total[rows] += weight * tensor
             cover[rows] += weight
-        state[key] = (total / cover).to(value.dtype)
+        # rows only checkpoints of weight 0 have (a new character, the base weighted 1) are the template's own
+        state[key] = torch.where(cover > 0, total / cover.clamp_min(1e-12), value.double()).to(value.dtype)
     averaged = {key: copy.deepcopy(value) for key, value in template.items() if key != "state_dict"}
     averaged["state_dict"], averaged["metrics"], averaged["alphabet"] = state, {}, alphabet
     equal = max(weights) - min(weights) < 1e-9
