@@ -44,7 +44,6 @@ def average_checkpoints(checkpoints: list[dict], names: list[str], weights: list
     weights = [weight / sum(weights) for weight in weights]
     longest = max(range(len(checkpoints)), key=lambda index: (len(checkpoints[index]["alphabet"]), -index))
     template, template_name = checkpoints[longest], names[longest]
-    alphabet = template["alphabet"]
     for checkpoint, name in zip(checkpoints, names):
         check_compatible(checkpoint, name, template, template_name)
     state = {}
@@ -62,7 +61,7 @@ def average_checkpoints(checkpoints: list[dict], names: list[str], weights: list
         # rows only checkpoints of weight 0 have (a new character, the base weighted 1) are the template's own
         state[key] = torch.where(cover > 0, total / cover.clamp_min(1e-12), value.double()).to(value.dtype)
     averaged = {key: copy.deepcopy(value) for key, value in template.items() if key != "state_dict"}
-    averaged["state_dict"], averaged["metrics"], averaged["alphabet"] = state, {}, alphabet
+    averaged["state_dict"], averaged["metrics"] = state, {}  # the alphabet is the template's, copied above
     equal = max(weights) - min(weights) < 1e-9
     record = ", ".join(name if equal else f"{name} × {weight:.3g}" for name, weight in zip(names, weights))
     averaged.setdefault("training", {}).setdefault("recipe", {})[AVERAGED_KEY] = record
@@ -78,13 +77,13 @@ def check_compatible(checkpoint: dict, name: str, template: dict, template_name:
     if config != template["model_config"] or checkpoint["model_config"]["num_classes"] + added != config["num_classes"]:
         raise CheckpointError(f"{name} has another architecture than {template_name}: one model's weights only")
     own, wanted = checkpoint["state_dict"], template["state_dict"]
+    if own.keys() != wanted.keys():
+        raise CheckpointError(f"{name}: its tensors do not match {template_name}'s")
     for key, value in wanted.items():
-        shape = tuple(own[key].shape) if key in own else None
+        shape = tuple(own[key].shape)
         grown = bool(shape) and shape[1:] == tuple(value.shape[1:]) and shape[0] + added == value.shape[0]
         if shape != tuple(value.shape) and not (added and grown):
             raise CheckpointError(f"{name}: its tensors do not match {template_name}'s ({key})")
-    if own.keys() != wanted.keys():
-        raise CheckpointError(f"{name}: its tensors do not match {template_name}'s")
 
 
 if __name__ == "__main__":  # python -m htr.training.average_checkpoints runs htr.cli.average (not imported)
