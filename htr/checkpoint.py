@@ -80,16 +80,22 @@ def load_weights_extending_classes(model: CRNN, state_dict: dict[str, torch.Tens
     ones; every other tensor must match exactly. Returns the number of classes added.
     """
     own = model.state_dict()
-    merged, added = {}, 0
+    merged, added = {}, None
     for name, value in state_dict.items():
         target = own.get(name)
         if target is None:
             raise CheckpointError(f"weights have a tensor the model lacks: {name}")
         if value.shape != target.shape:
-            if value.shape[1:] != target.shape[1:] or value.shape[0] > target.shape[0]:
+            added = len(target) - len(value) if added is None and value.dim() else added
+            if not added or added < 0 or not grown_by_rows(value.shape, target.shape, added):
                 raise CheckpointError(f"{name}: shape {tuple(value.shape)} cannot grow to {tuple(target.shape)}")
-            added = target.shape[0] - value.shape[0]
-            value = torch.cat([value, target[value.shape[0] :].to(value.dtype)])
+            value = torch.cat([value, target[len(value) :].to(value.dtype)])
         merged[name] = value
     model.load_state_dict(merged)
-    return added
+    return added or 0
+
+
+def grown_by_rows(old: tuple[int, ...], new: tuple[int, ...], rows: int) -> bool:
+    """Whether a tensor of shape ``new`` is one of shape ``old`` with ``rows`` rows appended: an output layer whose
+    alphabet grew by ``rows`` characters."""
+    return len(old) > 0 and tuple(old[1:]) == tuple(new[1:]) and old[0] + rows == new[0]

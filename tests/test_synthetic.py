@@ -131,6 +131,9 @@ def test_extending_classes_keeps_trained_rows():
     wider = CRNN(ModelConfig(**{**TINY.to_dict(), "num_classes": 7, "rnn_hidden": 48}))
     with pytest.raises(CheckpointError):
         load_weights_extending_classes(wider, old.state_dict())
+    uneven = {**old.state_dict(), "shortcut.bias": torch.zeros(6)}  # one output grown by 1, the others by 2
+    with pytest.raises(CheckpointError, match="shortcut.bias"):
+        load_weights_extending_classes(new, uneven)
 
 
 def test_init_from_with_font_mixture(parquet_dataset, tmp_path):

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from htr.checkpoint import CheckpointError
+from htr.checkpoint import CheckpointError, grown_by_rows
 
 AVERAGED_KEY = "weights averaged over"  # the training recipe's entry naming the averaged checkpoints
 
@@ -80,9 +80,8 @@ def check_compatible(checkpoint: dict, name: str, template: dict, template_name:
     if own.keys() != wanted.keys():
         raise CheckpointError(f"{name}: its tensors do not match {template_name}'s")
     for key, value in wanted.items():
-        shape = tuple(own[key].shape)
-        grown = bool(shape) and shape[1:] == tuple(value.shape[1:]) and shape[0] + added == value.shape[0]
-        if shape != tuple(value.shape) and not (added and grown):
+        shape = own[key].shape
+        if shape != value.shape and not (added and grown_by_rows(shape, value.shape, added)):
             raise CheckpointError(f"{name}: its tensors do not match {template_name}'s ({key})")
 
 
