@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from htr.pages.line_ink import own_ink, stroke_owners
 from htr.reading.preprocess import INK_THRESHOLD, ink_map, to_grayscale
 
 if TYPE_CHECKING:
@@ -226,17 +227,19 @@ def segment_page(gray: np.ndarray, scale: float = 1.0, grey: np.ndarray | None =
     """The text lines of a grey page. With ``finder`` (a trained ``htr.pages.line_finder.LineFinder``), the lines it
     finds; without, the page's writing map cut into the columns between vertical rules, each column's lines found
     by `segment_lines`; top to bottom within a column, columns left to right. The lines' ink for reading (a found
-    line's box ``READ_MARGIN`` line heights longer at each end) is the page's plain grey ink map (the recognizer
-    was trained on grey lines, not on masked ones); ``grey``: that map when the caller has made it already."""
+    line's box ``READ_MARGIN`` line heights longer at each end) is the page's grey ink map there (the recognizer was
+    trained on grey lines, not on binarised ones), with a found line's strokes belonging to other found lines
+    cleared (``htr.pages.line_ink``); ``grey``: that map when the caller has made it already."""
     if finder is not None:
         grey = ink_map(gray) if grey is None else grey
-        lines = []
-        for left, top, right, bottom in finder.boxes(grey):
+        lines, boxes = [], finder.boxes(grey)
+        owners = stroke_owners(grey, boxes)
+        for index, (left, top, right, bottom) in enumerate(boxes):
             margin = int(READ_MARGIN * (bottom - top))
             wide_left, wide_right = max(0, left - margin), min(grey.shape[1], right + margin)
             lines.append(
                 Line(
-                    grey[top:bottom, wide_left:wide_right],
+                    own_ink(grey, owners, index, (wide_left, top, wide_right, bottom)),
                     (int(left * scale), int(top * scale), int(right * scale), int(bottom * scale)),
                     (int(wide_left * scale), int(top * scale), int(wide_right * scale), int(bottom * scale)),
                 )
