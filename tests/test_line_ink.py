@@ -31,6 +31,7 @@ def test_strokes_belong_to_the_line_whose_core_they_touch(two_lines):
     assert (owners[37:40, 65:68] == 2).all()  # no core touched: the nearest line's
     assert (owners[20:35, 95:98] == 1).all() and (owners[36:51, 95:98] == 2).all()  # split halfway between cores
     assert (owners[22:25, 112:115] == 1).all() and (owners[two_lines == 0] == 0).all()
+    assert not stroke_owners(two_lines, []).any()  # a page where no line was found
 
 
 def test_a_line_is_read_without_the_other_lines_strokes(two_lines):

@@ -24,7 +24,9 @@ FRINGE = 2  # pixels around another line's strokes cleared with them (their grey
 
 def stroke_owners(ink: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """(H, W) int32 map of an ink map (paper 0, ink 1): for each ink pixel 1 + the index in ``boxes`` of the line
-    it belongs to; 0 for paper."""
+    it belongs to; 0 for paper (and everywhere when there are no boxes)."""
+    if not boxes:
+        return np.zeros(ink.shape, np.int32)
     count, strokes, stats, centroids = cv2.connectedComponentsWithStats(
         (ink > INK_THRESHOLD).astype(np.uint8), connectivity=8
     )
@@ -32,31 +34,29 @@ def stroke_owners(ink: np.ndarray, boxes: list[Box]) -> np.ndarray:
     for index, (left, top, right, bottom) in enumerate(boxes):
         shrink = round((bottom - top) * (1 - KERNEL_SHARE) / 2)
         cores[top + shrink : max(top + shrink, bottom - shrink), left:right] = index + 1
-    spans = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    spans = np.array(boxes, dtype=np.float64)
     centres = (spans[:, 1] + spans[:, 3]) / 2
     touching = (strokes > 0) & (cores > 0)
     pairs = np.unique(strokes[touching].astype(np.int64) * (len(boxes) + 1) + cores[touching])
-    lines_of: dict[int, list[int]] = {}
-    for stroke, core in zip(pairs // (len(boxes) + 1), pairs % (len(boxes) + 1)):
-        lines_of.setdefault(int(stroke), []).append(int(core) - 1)
+    stroke_of, line_of = pairs // (len(boxes) + 1), pairs % (len(boxes) + 1)  # line_of: 1 + the box's index
+    cores_touched = np.bincount(stroke_of, minlength=count)
     owner_of = np.zeros(count, np.int32)
-    for stroke in range(1, count):
-        lines = lines_of.get(stroke)
-        if lines is None:  # the nearest core: up or down from the stroke's centre, and sideways from its ends
-            left, right = stats[stroke, 0], stats[stroke, 0] + stats[stroke, 2]
-            sideways = np.maximum(0, np.maximum(spans[:, 0] - right, left - spans[:, 2]))
-            owner_of[stroke] = int((np.abs(centres - centroids[stroke, 1]) + sideways).argmin()) + 1
-        elif len(lines) == 1:
-            owner_of[stroke] = lines[0] + 1
+    single = cores_touched[stroke_of] == 1
+    owner_of[stroke_of[single]] = line_of[single]
+    unclaimed = np.flatnonzero(cores_touched == 0)[1:]  # [0] is the paper
+    for chunk in np.array_split(unclaimed, max(1, len(unclaimed) // 4096)):
+        # the nearest core: up or down from the stroke's centre, and sideways from its ends
+        left, right = stats[chunk, 0:1], stats[chunk, 0:1] + stats[chunk, 2:3]
+        sideways = np.maximum(0, np.maximum(spans[:, 0] - right, left - spans[:, 2]))
+        owner_of[chunk] = (np.abs(centres - centroids[chunk, 1:2]) + sideways).argmin(axis=1) + 1
     owners = owner_of[strokes]
-    for stroke, lines in lines_of.items():
-        if len(lines) > 1:  # each pixel to the nearest core it touches
-            left, top, width, height = stats[stroke, :4]
-            ys, xs = np.nonzero(strokes[top : top + height, left : left + width] == stroke)
-            ys, xs, candidates = ys + top, xs + left, np.array(lines)
-            under = (spans[candidates, 0] <= xs[:, None]) & (xs[:, None] < spans[candidates, 2])
-            distance = np.abs(ys[:, None] - centres[candidates]) + np.where(under, 0, ink.shape[0])
-            owners[ys, xs] = candidates[distance.argmin(axis=1)] + 1
+    for stroke in np.flatnonzero(cores_touched > 1):  # each pixel to the nearest core the stroke touches
+        left, top, width, height = stats[stroke, :4]
+        ys, xs = np.nonzero(strokes[top : top + height, left : left + width] == stroke)
+        ys, xs, candidates = ys + top, xs + left, line_of[stroke_of == stroke] - 1
+        under = (spans[candidates, 0] <= xs[:, None]) & (xs[:, None] < spans[candidates, 2])
+        distance = np.abs(ys[:, None] - centres[candidates]) + np.where(under, 0, ink.shape[0])
+        owners[ys, xs] = candidates[distance.argmin(axis=1)] + 1
     return owners
 
 
