@@ -86,8 +86,9 @@ def load_weights_extending_classes(model: CRNN, state_dict: dict[str, torch.Tens
         if target is None:
             raise CheckpointError(f"weights have a tensor the model lacks: {name}")
         if value.shape != target.shape:
-            added = len(target) - len(value) if added is None and value.dim() else added
-            if not added or added < 0 or not grown_by_rows(value.shape, target.shape, added):
+            if added is None:  # the first output tensor that differs says how many classes were added
+                added = len(target) - len(value) if value.dim() else 0
+            if added <= 0 or not grown_by_rows(value.shape, target.shape, added):
                 raise CheckpointError(f"{name}: shape {tuple(value.shape)} cannot grow to {tuple(target.shape)}")
             value = torch.cat([value, target[len(value) :].to(value.dtype)])
         merged[name] = value
