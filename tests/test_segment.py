@@ -160,3 +160,21 @@ def test_a_letter_with_a_printed_letterhead_yields_every_line_in_a_letters_order
     owners = [max(range(len(found)), key=lambda k: covered(ink, found[k])) for ink in truth]
     assert [round(covered(ink, found[k]), 2) >= 0.8 for ink, k in zip(truth, owners)] == [True] * len(truth)
     assert owners == sorted(set(owners))  # one found line each, in the letter's order (letterhead first)
+
+
+def test_a_descender_reaching_into_the_strip_below_is_read_with_its_own_line():
+    """The classical segmenter cuts neighbouring lines' strips between them; a long descender of the upper line
+    crossing that cut stays with the upper line and is cleared from the lower one (htr.pages.line_ink)."""
+    texts = ("a quick brown fox jumps over the lazy dog again", "while seven mice run under the old barn door now")
+    lines = [render_line(text, size=26, paper=255) for text in texts]
+    page, (upper_box, lower_box) = compose_page(lines, np.random.default_rng(0), gap=(8, 8), indent=(0, 0))
+    gray = np.array(page)
+    reach = lower_box[1] + (lower_box[3] - lower_box[1]) // 4  # into the top of the line below, short of its core
+    clear = [x for x in range(60, 580) if (gray[lower_box[1] - 8 : reach + 4, x - 2 : x + 6] > 128).all()]
+    x = clear[len(clear) // 2]  # a column with no text of either line where the stroke crosses between them
+    gray[(upper_box[1] + upper_box[3]) // 2 : reach, x : x + 3] = 20  # from the upper line's core downwards
+    upper, lower = segment_lines(ink_map(gray))
+    assert lower.box[1] < reach  # the stroke's end lies in the lower line's strip
+    stroke_in = lambda line: line.ink[: reach - line.box[1], x - line.box[0] : x - line.box[0] + 3]  # noqa: E731
+    assert (stroke_in(lower) == 0).all()
+    assert (stroke_in(upper) > 0).any()

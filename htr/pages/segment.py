@@ -160,7 +160,8 @@ def looks_like_one_line(ink: np.ndarray) -> bool:
 
 def segment_lines(ink: np.ndarray, scale: float = 1.0, read_from: np.ndarray | None = None) -> list[Line]:
     """The text lines of a page's ink map, top to bottom. ``scale``: original pixels per ``ink`` pixel.
-    ``read_from``: another map of the same page (same shape) to cut the lines' ink from; ``ink`` by default."""
+    ``read_from``: another map of the same page (same shape) to cut the lines' ink from; ``ink`` by default. Each
+    line's ink is read without the strokes of the other lines (``htr.pages.line_ink``), on the deskewed page."""
     angle = estimate_skew(ink)
     height, width = ink.shape
     upright, reading = ink, ink if read_from is None else read_from
@@ -168,19 +169,19 @@ def segment_lines(ink: np.ndarray, scale: float = 1.0, read_from: np.ndarray | N
         upright = np.asarray(Image.fromarray(ink).rotate(angle, Image.Resampling.BILINEAR, expand=True))
         reading = np.asarray(Image.fromarray(reading).rotate(angle, Image.Resampling.BILINEAR, expand=True))
     bands = find_bands(upright)
-    lines = []
+    boxes = []
     for i, (top, bottom) in enumerate(bands):
         pad = (bottom - top) // 4  # ascenders and descenders beyond the band's dense rows
         upper = max(0, top - pad, (bands[i - 1][1] + top) // 2 if i > 0 else 0)
         lower = min(upright.shape[0], bottom + pad, (bottom + bands[i + 1][0]) // 2 if i + 1 < len(bands) else 10**9)
-        strip = upright[upper:lower]
-        columns = np.flatnonzero((strip > INK_THRESHOLD).any(axis=0))
-        if columns.size == 0:
-            continue
-        left, right = int(columns[0]), int(columns[-1]) + 1
-        box = _box_in_original((left, upper, right, lower), angle, upright.shape, (height, width), scale)
-        lines.append(Line(np.ascontiguousarray(reading[upper:lower, left:right]), box))
-    return lines
+        columns = np.flatnonzero((upright[upper:lower] > INK_THRESHOLD).any(axis=0))
+        if columns.size:
+            boxes.append((int(columns[0]), upper, int(columns[-1]) + 1, lower))
+    owners = stroke_owners(reading, boxes)
+    return [
+        Line(own_ink(reading, owners, index, box), _box_in_original(box, angle, upright.shape, (height, width), scale))
+        for index, box in enumerate(boxes)
+    ]
 
 
 def _box_in_original(box: tuple[int, int, int, int], angle: float, rotated_shape: tuple[int, int],
