@@ -10,6 +10,11 @@ scratch instead (the base's architecture, alphabet and LM with fresh weights, at
 done are read back, so a killed run resumes; the table (markdown) and ``curve.png`` are written from every point
 done. The first evaluation of the base (and of the fresh weights) is made once and copied to the other points (same
 start, same validation pages); its minutes count in each point, and come off the ``--minutes`` budget it is given.
+
+``--self-train R`` adds, for each point of ``--lines`` but "all" (or of ``--self-train-lines``), a run with R
+rounds of self-training (``OUTPUT/selftrain-N``): the collection's other training lines, written as line images
+without their text to ``OUTPUT/untranscribed-N``, are its ``--unlabelled`` lines (as a user's segmented but
+untranscribed pages would be).
 """
 
 from __future__ import annotations
@@ -71,12 +76,25 @@ def run_point(data: str, base: str, lines: str, folder: Path, passed: list[str],
     return report
 
 
+def untranscribed_folder(data: str, after: int, folder: Path) -> Path:
+    """The training lines of ``data`` after the first ``after`` as PNG files without their text, in ``folder``."""
+    from htr.data import load_splits
+
+    if not (folder / "done").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        train = load_splits(data, carve=False)["train"]
+        for row in range(after, len(train)):
+            (folder / f"{row:06d}.png").write_bytes(train[row]["image"]["bytes"])
+        (folder / "done").write_text(f"{len(train) - after} lines\n")
+    return folder
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| start | training lines | pages | CER before | CER after | WER after | epochs | minutes (2 cores) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for row in rows:
         report = row["report"]
-        before = f"{100 * report['before']['cer']:.2f}%" if row["start"] == "fine-tuned" else "(fresh weights)"
+        before = f"{100 * report['before']['cer']:.2f}%" if row["start"] != "scratch" else "(fresh weights)"
         lines.append(f"| {row['start']} | {report['training lines']:,} | {report['pages']} | {before} | "
                      f"{100 * report['after']['cer']:.2f}% | "
                      f"{100 * report['after']['wer']:.2f}% | {report['epochs']} | {report['minutes']} |")  # fmt: skip
@@ -90,7 +108,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for start, marker in (("fine-tuned", "o"), ("scratch", "s")):
+    for start, marker in (("fine-tuned", "o"), ("self-trained", "^"), ("scratch", "s")):
         points = sorted((r["report"] for r in rows if r["start"] == start), key=lambda r: r["training lines"])
         if not points:
             continue
@@ -120,10 +138,23 @@ def main() -> int:
     parser.add_argument("--data", required=True, help="a collection with train/ and validation/ (PAGE or ALTO)")
     parser.add_argument("--base", required=True, help="a model that has not seen the collection")
     parser.add_argument("--output", default="runs/finetune-curve")
-    parser.add_argument("--lines", nargs="+", default=["25", "50", "100", "250", "500", "1000", "all"])
+    parser.add_argument("--lines", nargs="*", default=["25", "50", "100", "250", "500", "1000", "all"])
     parser.add_argument("--scratch", nargs="*", default=[], help="these points also from scratch")
     parser.add_argument("--scratch-lr", default="1e-3", help="peak learning rate from scratch (htr train's default)")
     parser.add_argument("--plot", default="", help="where to write the plot (default: OUTPUT/curve.png)")
+    parser.add_argument(
+        "--self-train",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also each point with ROUNDS of self-training on the other training lines",
+    )
+    parser.add_argument(
+        "--self-train-lines",
+        nargs="+",
+        default=None,
+        help="the points run with --self-train (default: those of --lines but all)",
+    )
     args, passed = parser.parse_known_args()
     passed = [a for a in passed if a != "--"]
     out = Path(args.output)
@@ -132,10 +163,20 @@ def main() -> int:
     if args.scratch:
         fresh = scratch_base(args.base, out / "scratch-base.pth")
         starts.append(("scratch", "scratch", args.scratch, fresh, [*passed, "--lr", args.scratch_lr]))
+    if args.self_train:
+        points = args.self_train_lines or [n for n in args.lines if n != "all"]
+        starts.append(("self-trained", "selftrain", points, args.base,
+                       [*passed, "--self-train", str(args.self_train)]))  # fmt: skip
     for start, prefix, points, base, given in starts:
         before = out / f"{prefix}-{points[0]}" / "before.json"  # the first point's first evaluation, shared
+        if start == "self-trained" and (out / f"finetune-{points[0]}" / "before.json").is_file():
+            before = out / f"finetune-{points[0]}" / "before.json"  # the same start as the fine-tuned points
         for lines in points:
-            report = run_point(args.data, base, lines, out / f"{prefix}-{lines}", given, before)
+            own = given
+            if start == "self-trained":
+                unlabelled = untranscribed_folder(args.data, int(lines), out / f"untranscribed-{lines}")
+                own = [*given, "--unlabelled", str(unlabelled)]
+            report = run_point(args.data, base, lines, out / f"{prefix}-{lines}", own, before)
             rows.append({"start": start, "report": report})
     text = table(rows)
     print(text)

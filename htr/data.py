@@ -79,11 +79,12 @@ def _load_tsv_folder(root: Path) -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": _from_files(paths, texts, paths)})
 
 
-def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict | None:
+def _load_layout_folder(root: Path, files: list[Path], lines_kept: str = "text") -> datasets.DatasetDict | None:
     """PAGE XML / ALTO files and their images (`htr.pages.page_xml.find_image`): each text line with text becomes a
     sample, cut out by its polygon (`htr.pages.page_xml.cut_line`), grouped by page (a page is never split between
     train and validation). Lines without text are skipped and counted; an XML file that cannot be read or whose
-    image is missing or broken is skipped with a warning naming it. None when no file is PAGE or ALTO."""
+    image is missing or broken is skipped with a warning naming it. None when no file is PAGE or ALTO.
+    ``lines_kept``: "untranscribed" keeps the lines without text instead (for self-training), "all" every line."""
     from htr.pages.page_xml import NotLayoutFile, cut_line, find_image, read_page
     from htr.reading.preprocess import to_grayscale
 
@@ -100,7 +101,8 @@ def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict |
             layout_files += 1
             continue
         layout_files += 1
-        lines = [line for line in page.lines if normalize_text(line.text)]
+        lines = [line for line in page.lines if lines_kept == "all" or
+                 bool(normalize_text(line.text)) == (lines_kept == "text")]  # fmt: skip
         without_text += len(page.lines) - len(lines)
         if not lines:
             continue
@@ -126,20 +128,24 @@ def _load_layout_folder(root: Path, files: list[Path]) -> datasets.DatasetDict |
             buffer = io.BytesIO()
             Image.fromarray(crop).save(buffer, format="PNG")
             images.append({"bytes": buffer.getvalue(), "path": None})
-            texts.append(line.text)
+            texts.append(line.text if lines_kept == "text" else "")
             groups.append(str(xml_path.relative_to(root)))
         pages += 1
     if not layout_files:
         return None
-    log.info("%s: %d lines from %d pages (%d lines without text or outside the image skipped)", root,
-             len(texts), pages, without_text)  # fmt: skip
+    skipped = {"text": "without text or outside the image", "untranscribed": "with text or outside the image",
+               "all": "outside the image"}[lines_kept]  # fmt: skip
+    log.info("%s: %d lines from %d pages (%d lines %s skipped)", root, len(texts), pages, without_text, skipped)
+    table = datasets.Dataset.from_dict({"image": images, "text": texts, "group": groups})
+    table = table.cast_column("image", datasets.Image(decode=False))
+    if lines_kept != "text":
+        return datasets.DatasetDict({"train": table})
     if not texts and unreadable:
         raise DatasetSourceError(f"{root}: the images of its {len(unreadable)} pages with text were not found or "
                                  f"could not be read (the first: {unreadable[0]})")  # fmt: skip
     if not texts:
         raise DatasetSourceError(f"{root}: its PAGE/ALTO files have no line with text")
-    table = datasets.Dataset.from_dict({"image": images, "text": texts, "group": groups})
-    return datasets.DatasetDict({"train": table.cast_column("image", datasets.Image(decode=False))})
+    return datasets.DatasetDict({"train": table})
 
 
 def _split_name(path: Path) -> str:
@@ -322,6 +328,33 @@ def load_training_data(
     return trains, validation
 
 
+def load_untranscribed(source: str, all_lines: bool = False) -> datasets.Dataset:
+    """Line images without transcriptions, for self-training (`htr.training.self_training`), ``text`` empty: of a
+    PAGE/ALTO export, its lines without text; of a folder with ``labels.tsv``, its lines with empty text; of a
+    folder of images alone, every image (each one a line). ``all_lines``: every line of an export or
+    ``labels.tsv``, its text ignored. Of an export laid out by split, ``train/`` only (validation stays unread).
+    Other sources (IAM's layout, ``save_to_disk`` folders, parquet) hold none here: empty."""
+    from htr.reading.preprocess import IMAGE_SUFFIXES
+
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise DatasetSourceError(f"{source}: not a folder of line images or of PAGE/ALTO files with their images")
+    if "train" in (by_split := _split_folders(path)):
+        path = by_split["train"]
+    lines = datasets.Dataset.from_dict({"image": [], "text": [], "group": []})
+    datasets_of_their_own = ("dataset_dict.json", "state.json", "ascii")
+    if (path / "labels.tsv").exists():
+        lines = _load_tsv_folder(path)["train"]
+        lines = lines if all_lines else lines.filter(lambda row: not normalize_text(row["text"]))
+    elif xml := sorted(path.rglob("*.xml")):
+        lines = (_load_layout_folder(path, xml, "all" if all_lines else "untranscribed") or {"train": lines})["train"]
+    elif not any((path / name).exists() for name in datasets_of_their_own) and not any(path.rglob("*.parquet")):
+        images = sorted(str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        lines = _from_files(images, [""] * len(images), images)
+    lines = lines.map(lambda row: {"text": ""}) if len(lines) else lines
+    return lines.cast_column("image", datasets.Image(decode=False))
+
+
 def decode_row_image(image: dict) -> Image.Image:
     """PIL image of an undecoded ``datasets.Image`` cell ({'bytes', 'path'})."""
     return load_image(image["bytes"] if image.get("bytes") else image["path"])
@@ -342,15 +375,18 @@ class LineSet(torch.utils.data.Dataset):
 
     For training (``for_training``) lines with characters outside ``alphabet`` or labels too long for the
     model's output length at that image width are refused; evaluation keeps those, so they count as errors.
+    Lines without text are refused unless the lines are only to be read (``unlabelled``, e.g. for self-training).
     """
 
     def __init__(
-        self, alphabet: Alphabet, frames_for_width: Callable[[int], int], name: str, for_training: bool = True
-    ) -> None:
+        self, alphabet: Alphabet, frames_for_width: Callable[[int], int], name: str, for_training: bool = True,
+        unlabelled: bool = False,
+    ) -> None:  # fmt: skip
         self.alphabet = alphabet
         self.frames_for_width = frames_for_width
         self.name = name
-        self.for_training = for_training
+        self.for_training = for_training and not unlabelled
+        self.unlabelled = unlabelled
         self.images: list[torch.Tensor] = []
         self.targets: list[list[int]] = []
         self.texts: list[str] = []
@@ -359,7 +395,7 @@ class LineSet(torch.utils.data.Dataset):
 
     def text_refusal(self, text: str) -> str | None:
         """Why a line with this text would be refused whatever its image, or None."""
-        if not text:
+        if not text and not self.unlabelled:
             return "empty text"
         if self.for_training and not self.alphabet.covers(text):
             return "characters outside the alphabet"
@@ -398,7 +434,7 @@ class LineSet(torch.utils.data.Dataset):
 
 class LineDataset(LineSet):
     """The lines of one `datasets` split, preprocessed to ``height``; unreadable images are skipped and
-    counted in one log line, like the rows `LineSet.add` refuses."""
+    counted in one log line, like the rows `LineSet.add` refuses. ``rows``: the split's row of each line kept."""
 
     def __init__(
         self,
@@ -410,9 +446,11 @@ class LineDataset(LineSet):
         limit: int | None = None,
         for_training: bool = True,
         photo_share: float = 0.0,
+        unlabelled: bool = False,
     ) -> None:
-        super().__init__(alphabet, frames_for_width, name, for_training)
+        super().__init__(alphabet, frames_for_width, name, for_training, unlabelled)
         self.photo_share = photo_share
+        self.rows: list[int] = []
         self.photos: list[torch.Tensor] = []  # with photo_share: each kept line as a phone photo (`photo_finish`)
         rows = split.select(range(min(limit, len(split)))) if limit else split
         for index, row in enumerate(tqdm(rows, desc=f"preparing {name}", leave=False, mininterval=2)):
@@ -427,7 +465,10 @@ class LineDataset(LineSet):
             except Exception:
                 self.skipped["unreadable image"] += 1
                 continue
-            if self.add(image, text) and photo_share > 0:
+            if not self.add(image, text):
+                continue
+            self.rows.append(index)
+            if photo_share > 0:
                 self.photos.append(self._photo_of(original, height, index, self.images[-1], self.targets[-1]))
         self.report(len(rows))
 

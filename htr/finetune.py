@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from htr.atomic_file import atomic_write
 from htr.checkpoint import read_checkpoint
 from htr.data import DatasetSourceError, carve_validation, load_splits, normalize_text, source_name
 from htr.model_files import CheckpointError
+from htr.training.self_training import KEEP_SHARE
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,14 @@ class FinetuneConfig:
     licence: str = ""  # the data's licence, as the user gives it (for the model card)
     int8: bool = True  # quantize the ONNX export (calibrated on 64 training lines), as the shipped model is
     seed: int = 0
+    self_train: int = 0  # rounds of self-training on the untranscribed lines (`htr.training.self_training`)
+    unlabelled: list[str] = field(default_factory=list)  # more untranscribed lines: folders of lines or exports
+    pseudo_share: float = KEEP_SHARE  # the share of untranscribed lines kept, the most confidently read
     choices: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # paths may come as Path objects; records and states keep strings
         self.data, self.output, self.base = str(self.data), str(self.output), str(self.base)
+        self.unlabelled = [str(path) for path in self.unlabelled]
 
 
 @dataclass
@@ -184,18 +190,21 @@ def measure(checkpoint: dict, name: str, split: datasets.Dataset, decoder: str) 
             "errors": [char_errors(ref, hyp) for ref, hyp in zip(references, texts)]}  # fmt: skip
 
 
-def train_config(cfg: FinetuneConfig, chosen: dict[str, Choice], data: Path, lines: int, minutes: float):
-    """The ``htr train`` configuration of the plan (``minutes``: its share of the budget; 0: none)."""
+def train_config(cfg: FinetuneConfig, chosen: dict[str, Choice], data: Path, lines: int, minutes: float,
+                 output_dir: Path | None = None, init_from: str = ""):  # fmt: skip
+    """The ``htr train`` configuration of the plan (``minutes``: its share of the budget; 0: none), in
+    ``output_dir`` (default: ``OUTPUT/run``) from ``init_from`` (default: the base)."""
     from htr.synth.augment import AugmentConfig
     from htr.train import TrainConfig
 
     values = {name: choice.value for name, choice in chosen.items()}
     return TrainConfig(
-        dataset=[str(data)], dataset_weights=[values["lines_per_epoch"] / lines], output_dir=str(Path(cfg.output) /
-        "run"), epochs=values["epochs"], batch_size=values["batch_size"], lr=values["lr"],
+        dataset=[str(data)], dataset_weights=[values["lines_per_epoch"] / lines],
+        output_dir=str(output_dir or Path(cfg.output) / "run"), epochs=values["epochs"],
+        batch_size=values["batch_size"], lr=values["lr"],
         warmup_steps=values["warmup_steps"], patience=values["patience"], freeze_cnn=values["freeze_cnn"],
         use_augment=values["augment"], augment=AugmentConfig(**(OLD_PAPER if values["old_paper"] else {})),
-        ema_decay=values["ema_decay"], init_from=cfg.base, init_dropout=values["dropout"],
+        ema_decay=values["ema_decay"], init_from=init_from or cfg.base, init_dropout=values["dropout"],
         min_char_count=cfg.min_char_count, lm_order=0, max_minutes=minutes, seed=cfg.seed,
         max_val_lines=VALIDATION_LINES_WHILE_TRAINING, save_every=100,
     )  # fmt: skip
@@ -228,13 +237,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     log.info("new characters: %s%s", ", ".join(f"{c!r} ({n} times)" for c, n in joined.items()) or "none",
              f"; left out (fewer than {cfg.min_char_count} times, their lines not trained on): " +
              ", ".join(f"{c!r} ({n})" for c, n in left_out.items()) if left_out else "")  # fmt: skip
-    chosen = plan(len(train_texts))
-    for name, value in cfg.choices.items():
-        if name not in chosen:
-            raise ValueError(f"unknown choice {name!r} (choices: {', '.join(chosen)})")
-        chosen[name] = Choice(value, "given")
-    for name, choice in chosen.items():
-        log.info("  %-16s %-8s %s", name, choice.value, choice.why)
+    chosen = planned(len(train_texts), cfg.choices)
+    untranscribed = untranscribed_lines(cfg, data, out / "untranscribed") if cfg.self_train else None
 
     before_path = out / "before.json"
     if before_path.is_file():
@@ -245,9 +249,10 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     log.info("before: CER %.2f%%  WER %.2f%% (%s, %d validation lines)", 100 * before["cer"], 100 * before["wer"],
              before["decoder"], before["lines"])  # fmt: skip
 
+    rounds = cfg.self_train if untranscribed is not None and len(untranscribed) else 0
     minutes = 0.0
-    if cfg.minutes:  # what is left once the first evaluation, the last one (as long) and the LM are paid for
-        minutes = cfg.minutes - (time.monotonic() - start + 1.2 * before["seconds"] + 30) / 60
+    if cfg.minutes:  # the supervised training's share of what is left once the evaluations and the LM are paid for
+        minutes = training_share(cfg, start, before, rounds + 1, len(untranscribed or []))
         if minutes <= 0.5:
             raise ValueError(f"--minutes {cfg.minutes:g} leaves no time to train (reading the validation lines takes "
                              f"{before['seconds'] / 60:.1f} min): give more")  # fmt: skip
@@ -275,6 +280,13 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     lm_note["perplexity"] = lm.perplexity(val_texts)
     tuned["lm"] = lm.to_state()
     after = measure(tuned, result["best_path"], data["validation"], cfg.decoder)
+    log.info("after: CER %.2f%%  WER %.2f%% (%s)", 100 * after["cer"], 100 * after["wer"], after["decoder"])
+    self_training: dict = {}
+    if rounds:
+        best = Stage(tuned, result, after, chosen, "the transcribed lines")
+        best, self_training = self_train(cfg, data, untranscribed, best, start, before, rounds, progress)
+        tuned, result, after, chosen = best.checkpoint, best.result, best.reading, best.chosen
+        tuned["lm"] = lm.to_state()
 
     history = result["history"]
     report = {
@@ -293,6 +305,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         "language model": lm_note,
         "before": summary(before),
         "after": summary(after),
+        **({"self-training": self_training} if self_training else {}),
         "worse lines": worse_lines(before, after),
     }
     last = history[-1] if history else {}
@@ -311,6 +324,130 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     atomic_write(out / "report.json", lambda f: f.write(json.dumps(report, indent=1, ensure_ascii=False).encode()))
     atomic_write(out / "report.md", lambda f: f.write(report_markdown(report).encode()))
     return report
+
+
+def planned(lines: int, given: dict) -> dict[str, Choice]:
+    """The plan for ``lines`` training lines with the ``given`` choices in place of its own, each one logged."""
+    chosen = plan(lines)
+    for name, value in given.items():
+        if name not in chosen:
+            raise ValueError(f"unknown choice {name!r} (choices: {', '.join(chosen)})")
+        chosen[name] = Choice(value, "given")
+    for name, choice in chosen.items():
+        log.info("  %-16s %-8s %s", name, choice.value, choice.why)
+    return chosen
+
+
+def training_share(cfg: FinetuneConfig, start: float, before: dict, phases: int, untranscribed: int) -> float:
+    """Minutes of training for the next of ``phases`` trainings (the supervised one, then each self-training
+    round): what is left of ``--minutes`` once each phase's evaluation (about as long as the first, ``before``),
+    each round's reading of the ``untranscribed`` lines and the end (LM, export) are paid for, shared evenly."""
+    per_line = before["seconds"] / max(1, before["lines"]) / 60
+    left = cfg.minutes - (time.monotonic() - start + 30) / 60
+    return (left - phases * 1.2 * before["seconds"] / 60 - (phases - 1) * untranscribed * per_line) / phases
+
+
+@dataclass
+class Stage:
+    """A trained model (its checkpoint with the LM, ``htr train``'s result, its reading of validation, its plan)."""
+
+    checkpoint: dict
+    result: dict
+    reading: dict
+    chosen: dict
+    name: str
+
+
+def untranscribed_lines(cfg: FinetuneConfig, data: datasets.DatasetDict, folder: Path) -> datasets.Dataset:
+    """The lines self-training reads: the data's own lines without text (none of the validation pages') and every
+    line of ``--unlabelled``; cut out once and kept in ``folder``."""
+    from htr.data import load_untranscribed
+
+    recorded = folder / "source.json"
+    asked = {"data": cfg.data, "unlabelled": cfg.unlabelled}
+    if recorded.is_file() and json.loads(recorded.read_text()) == asked:
+        return datasets.load_from_disk(str(folder))
+    parts = []
+    if Path(cfg.data).expanduser().is_dir():
+        own = load_untranscribed(cfg.data)
+        held_out = set(data["validation"]["group"]) if "group" in data["validation"].column_names else set()
+        parts.append(own.filter(lambda row: row["group"] not in held_out and document_of(row["group"]) not in
+                                held_out))  # fmt: skip
+    parts += [load_untranscribed(path, all_lines=True) for path in cfg.unlabelled]
+    lines = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({"image": [], "text": []})
+    log.info("self-training: %d untranscribed lines (%s)", len(lines),
+             ", ".join(["the data's own lines without text", *cfg.unlabelled]))  # fmt: skip
+    if not len(lines):
+        log.warning("self-training: no untranscribed lines to read (a line without text in the export, or "
+                    "--unlabelled): skipped")  # fmt: skip
+        return lines
+    lines.save_to_disk(str(folder))
+    atomic_write(recorded, lambda f: f.write(json.dumps(asked).encode()))
+    return datasets.load_from_disk(str(folder))
+
+
+def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.Dataset, best: Stage, start: float,
+               before: dict, rounds: int, progress: bool) -> tuple[Stage, dict]:  # fmt: skip
+    """Rounds of self-training (`htr.training.self_training`) from ``best``: its readings of ``lines`` (the more
+    confident ``cfg.pseudo_share``) join the transcribed lines, and a model trained from it on both replaces it
+    when it reads validation better; the rounds stop at the first that does not. The best stage and the record."""
+    from htr.train import train
+    from htr.training.self_training import most_confident, pseudo_labelled, read_lines
+
+    record: dict = {"untranscribed lines": len(lines), "share kept": cfg.pseudo_share,
+                    "transcribed lines only": summary(best.reading), "rounds": []}  # fmt: skip
+    for number in range(1, rounds + 1):
+        folder = Path(cfg.output) / f"self-train-{number}"
+        minutes = 0.0
+        if cfg.minutes:
+            minutes = training_share(cfg, start, before, rounds - number + 1, len(lines))
+            if minutes <= 0.5:
+                log.warning("self-training round %d: no time left in --minutes %g; stopped", number, cfg.minutes)
+                break
+        if (folder / "data" / "dataset_dict.json").is_file():  # read before this run was interrupted
+            combined = datasets.load_from_disk(str(folder / "data"))
+        else:
+            readings = read_lines(best.checkpoint, best.name, lines, cfg.decoder)
+            pseudo = pseudo_labelled(lines, readings, most_confident(readings, cfg.pseudo_share))
+            train_split = datasets.concatenate_datasets([line_columns(data["train"]), line_columns(pseudo)])
+            combined = datasets.DatasetDict({"train": train_split, "validation": data["validation"]})
+            shutil.rmtree(folder / "data.part", ignore_errors=True)  # what an interrupted run left half-written
+            combined.save_to_disk(str(folder / "data.part"))
+            (folder / "data.part").rename(folder / "data")
+            combined = datasets.load_from_disk(str(folder / "data"))
+        pseudo_count = len(combined["train"]) - len(data["train"])
+        log.info("self-training round %d: %d transcribed + %d pseudo-labelled lines (the more confident %.0f%% of "
+                 "%d read by %s)", number, len(data["train"]), pseudo_count, 100 * cfg.pseudo_share, len(lines),
+                 best.name)  # fmt: skip
+        chosen = planned(len(combined["train"]), cfg.choices)
+        tcfg = train_config(cfg, chosen, folder / "data", len(combined["train"]), minutes, folder / "run",
+                            str(best.result["best_path"]))  # fmt: skip
+        result = train(tcfg, progress=progress)
+        if math.isinf(result["best_cer"]):
+            log.warning("self-training round %d stopped before its first validation", number)
+            break
+        model = read_checkpoint(result["best_path"])
+        model["lm"] = best.checkpoint["lm"]
+        reading = measure(model, result["best_path"], data["validation"], cfg.decoder)
+        better = reading["cer"] < best.reading["cer"]
+        record["rounds"].append({"round": number, "pseudo-labelled lines": pseudo_count,
+                                 "epochs": len(result["history"]), "cer before": best.reading["cer"],
+                                 "cer": reading["cer"], "wer": reading["wer"], "kept": better})  # fmt: skip
+        log.info("self-training round %d: CER %.2f%% (before the round %.2f%%): %s", number, 100 * reading["cer"],
+                 100 * best.reading["cer"], "kept" if better else "not better, stopped")  # fmt: skip
+        if not better:
+            break
+        best = Stage(model, result, reading, chosen, f"self-training round {number}")
+    record["model"] = best.name
+    return best, record
+
+
+def line_columns(split: datasets.Dataset) -> datasets.Dataset:
+    """``split`` as image, text and group (empty where it had none), so that splits of any source concatenate."""
+    if "group" not in split.column_names:
+        split = split.add_column("group", [""] * len(split))
+    split = split.select_columns(["image", "text", "group"]).cast_column("image", datasets.Image(decode=False))
+    return split.cast_column("group", datasets.Value("string"))
 
 
 def summary(reading: dict) -> dict:
@@ -356,6 +493,7 @@ def report_markdown(report: dict) -> str:
         "", "| | CER | WER | decoder |", "| --- | --- | --- | --- |",
         f"| before | {percent(before['cer'])} | {percent(before['wer'])} | {before['decoder']} |",
         f"| after | {percent(after['cer'])} | {percent(after['wer'])} | {after['decoder']} |",
+        *self_training_markdown(report.get("self-training")),
         "", "## The plan", "", "| choice | value | why |", "| --- | --- | --- |",
         *(f"| {name} | {c['value']} | {c['why']} |" for name, c in report["plan"].items()),
         "", f"## Lines that got worse ({len(report['worse lines'])} shown)", "",
@@ -367,6 +505,23 @@ def report_markdown(report: dict) -> str:
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
+
+
+def self_training_markdown(record: dict | None) -> list[str]:
+    """The report's self-training section: each round's pseudo-labelled lines and validation CER (none: nothing)."""
+    if not record:
+        return []
+    from htr.hub import percent
+
+    lines = ["", "## Self-training", "",
+             f"{record['untranscribed lines']:,} untranscribed lines read; the more confident "
+             f"{100 * record['share kept']:.0f}% joined the transcribed lines each round. The model kept: "
+             f"{record['model']}.", "",
+             "| round | pseudo-labelled lines | epochs | CER | CER before the round | kept |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += [f"| {r['round']} | {r['pseudo-labelled lines']:,} | {r['epochs']} | {percent(r['cer'])} | "
+              f"{percent(r['cer before'])} | {'yes' if r['kept'] else 'no'} |" for r in record["rounds"]]  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":  # python -m htr.finetune: its command line is htr.cli.finetune (run, not imported)

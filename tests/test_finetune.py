@@ -175,3 +175,78 @@ def test_interpolated_lm_is_a_distribution_between_its_two_models():
     assert weight == 0.9 and perplexities[0.9] < perplexities[0.1]  # text like the letters': their model
     weight, _ = choose_interpolation(letters, modern, ["the dog sat in the park"])
     assert weight == 0.05
+
+
+def write_mixed_export(folder: Path, pages: int = 6) -> None:
+    """``pages`` PAGE files, each with two transcribed lines and one line without text (segmented, not yet
+    transcribed, as a Transkribus export holds them)."""
+    (folder / "page").mkdir(parents=True)
+    for k in range(pages):
+        texts = random_texts(3, seed=40 + k)
+        image, boxes = page_of_lines(texts)
+        image.save(folder / f"p{k}.png")
+        polygons = [[(a, b), (c - 1, b), (c - 1, d - 1), (a, d - 1)] for a, b, c, d in boxes]
+        lines = [(polygon, escape(text) if i < 2 else None) for i, (polygon, text) in enumerate(zip(polygons, texts))]
+        (folder / "page" / f"p{k}.xml").write_text(page_xml(f"p{k}.png", image.size, [("r1", lines)]), "utf-8")
+
+
+def test_untranscribed_lines_come_from_exports_label_files_and_image_folders(tmp_path):
+    from htr.data import load_untranscribed
+
+    write_mixed_export(tmp_path / "export", pages=3)
+    assert load_untranscribed(str(tmp_path / "export"))["text"] == ["", "", ""]  # the lines without text only
+    every = load_untranscribed(str(tmp_path / "export"), all_lines=True)
+    assert len(every) == 9 and set(every["text"]) == {""}  # every line, its text unused
+    (tmp_path / "lines").mkdir()
+    for k, text in enumerate(random_texts(3, seed=9)):
+        render_line(text).save(tmp_path / "lines" / f"{k}.png")
+    assert len(load_untranscribed(str(tmp_path / "lines"))) == 3  # images alone: each one a line
+    (tmp_path / "lines" / "labels.tsv").write_text("0.png\tsome text\n1.png\t\n2.png\t \n", encoding="utf-8")
+    assert len(load_untranscribed(str(tmp_path / "lines"))) == 2  # a labels file: its lines without text
+    assert len(load_untranscribed(str(tmp_path / "lines"), all_lines=True)) == 3
+
+
+def test_most_confident_keeps_the_share_read_most_surely_and_no_empty_reading():
+    from htr.inference import Reading
+    from htr.training.self_training import most_confident
+
+    readings = {0: Reading("a", 0.2), 2: Reading("b", 0.9), 3: Reading("", 0.99), 5: Reading("c", 0.5),
+                7: Reading("d", 0.7), 8: Reading("e", 0.1)}  # fmt: skip
+    assert most_confident(readings, 0.5) == [2, 5, 7]  # rows in order; the empty reading is never kept
+    assert most_confident(readings, 1.0) == [0, 2, 5, 7, 8]
+    with pytest.raises(ValueError, match="share"):
+        most_confident(readings, 0)
+
+
+def test_self_training_reads_the_untranscribed_lines_and_keeps_a_round_only_if_it_reads_better(base, tmp_path):
+    from htr.checkpoint import read_checkpoint
+    from htr.data import load_splits
+
+    write_mixed_export(tmp_path / "export")
+    (tmp_path / "more").mkdir()
+    for k, text in enumerate(random_texts(3, seed=11)):
+        render_line(text).save(tmp_path / "more" / f"{k}.png")
+    (tmp_path / "more" / "broken.png").write_bytes(b"not an image")  # skipped when read, the others still are
+    report = run_finetune(tmp_path / "export", tmp_path / "out", base, self_train=2, unlabelled=[tmp_path / "more"],
+                          pseudo_share=1.0)  # fmt: skip
+    record = report["self-training"]
+    data = load_splits(str(tmp_path / "out" / "data"))
+    validation_pages = set(data["validation"]["group"])
+    assert len(validation_pages) == 2  # so 4 training pages, each with one line without text
+    assert record["untranscribed lines"] == 4 + 4  # theirs (not the validation pages') and the folder's 4 files
+    first = record["rounds"][0]
+    round_data = load_splits(str(tmp_path / "out" / "self-train-1" / "data"))
+    pseudo = [row for row in round_data["train"] if row["group"].startswith("pseudo-labelled: ")]
+    assert len(round_data["train"]) == len(data["train"]) + first["pseudo-labelled lines"] == 8 + len(pseudo)
+    assert len(pseudo) <= 7 and all(row["text"].strip() for row in pseudo)  # the broken file and empty readings out
+    assert not any(validation_pages & {row["group"].removeprefix("pseudo-labelled: ") for row in pseudo})
+    rounds = record["rounds"]
+    assert rounds and all(r["kept"] == (r["cer"] < r["cer before"]) for r in rounds)
+    assert all(r["kept"] for r in rounds[:-1]) and (len(rounds) == 2 or not rounds[-1]["kept"])  # stop when no gain
+    assert rounds[0]["cer before"] == record["transcribed lines only"]["cer"]
+    kept = [r for r in rounds if r["kept"]]
+    assert record["model"] == (f"self-training round {kept[-1]['round']}" if kept else "the transcribed lines")
+    assert report["after"]["cer"] == min(r["cer"] for r in [record["transcribed lines only"], *kept])
+    model = read_checkpoint(tmp_path / "out" / "model")
+    assert model["metrics"]["evaluations"][0]["cer"] == report["after"]["cer"]
+    assert "## Self-training" in (tmp_path / "out" / "report.md").read_text()

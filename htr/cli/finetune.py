@@ -13,6 +13,7 @@ from htr import finetune as library
 from htr.cli.options import command_name
 from htr.finetune import FinetuneConfig, finetune, plan
 from htr.shipped import default_checkpoint
+from htr.training.self_training import KEEP_SHARE
 
 SIZED = {  # the choices that follow the number of training lines
     "lines_per_epoch": "planned: the training lines, at least 2,000",
@@ -48,6 +49,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--licence", default="", help="the data's licence, for the model card")
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="export the ONNX model in fp32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--self-train",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="rounds of self-training after the fine-tune: the model reads the untranscribed lines "
+        "(the export's lines without text, and --unlabelled), and the more confidently read ones "
+        "join the training lines; a round is kept only if validation reads better (0: none)",
+    )
+    parser.add_argument(
+        "--unlabelled",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more untranscribed lines for --self-train: a folder of line images or a PAGE/ALTO "
+        "export (every line, its text unused); may be repeated",
+    )
+    parser.add_argument(
+        "--pseudo-share",
+        type=float,
+        default=KEEP_SHARE,
+        help=f"the share of untranscribed lines kept, the most confidently read (default {KEEP_SHARE})",
+    )
     choices = parser.add_argument_group("the plan (chosen from the number of training lines; each may be given)")
     for name, choice in plan(1).items():
         flag = "--" + name.replace("_", "-")
@@ -60,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FinetuneConfig(data=args.data, output=args.output, base=args.base, minutes=args.minutes,
                          max_lines=args.max_lines, split_by=args.split_by, val_fraction=args.val_fraction,
                          min_char_count=args.min_char_count, decoder=args.decoder, licence=args.licence,
-                         int8=args.int8, seed=args.seed, choices=given)  # fmt: skip
+                         int8=args.int8, seed=args.seed, self_train=args.self_train, unlabelled=args.unlabelled,
+                         pseudo_share=args.pseudo_share, choices=given)  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from htr.data import DatasetSourceError
     from htr.model_files import CheckpointError
