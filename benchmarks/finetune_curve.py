@@ -167,7 +167,7 @@ def main() -> int:
         points = args.self_train_lines or [n for n in args.lines if n != "all"]
         starts.append(("self-trained", "selftrain", points, args.base,
                        [*passed, "--self-train", str(args.self_train)]))  # fmt: skip
-    for start, prefix, points, base, given in starts:
+    for start, prefix, points, base, given in [s for s in starts if s[2]]:  # starts with points to run
         before = out / f"{prefix}-{points[0]}" / "before.json"  # the first point's first evaluation, shared
         if start == "self-trained" and (out / f"finetune-{points[0]}" / "before.json").is_file():
             before = out / f"finetune-{points[0]}" / "before.json"  # the same start as the fine-tuned points

@@ -3,6 +3,7 @@
     htr finetune path/to/export --output models/my-hand                # PAGE or ALTO files with their images
     htr finetune path/to/lines --output models/my-hand --minutes 20    # a labels.tsv folder, within 20 minutes
     htr finetune path/to/export --output models/my-hand --lr 1e-4      # any choice of the plan overridden
+    htr finetune path/to/export --output models/my-hand --self-train 2 --unlabelled path/to/more/lines
 
 The data: a folder of PAGE XML or ALTO files with their page images (what Transkribus and eScriptorium export), a
 folder of line images with ``labels.tsv``, or anything else ``htr train --dataset`` reads (``htr.data``). Its
@@ -15,6 +16,8 @@ lines (`plan`; every choice printed, each one overridable), trains within ``--mi
 time: evaluations included) with ``htr train`` (saving its state often: re-run the same command to resume), adapts
 the character LM to the collection's text (its own 6-gram LM interpolated with the base model's, the weight chosen by
 perplexity on the validation text) and ends with the error rates before and after on the validation split.
+``--self-train ROUNDS`` then learns from untranscribed lines too (`self_train`): the export's lines without text and
+those of ``--unlabelled`` folders, read by the fine-tuned model, the more confident share kept as pseudo-labels.
 
 ``OUTPUT`` gets ``model/`` (a model folder in the hub layout with its ONNX export: ``htr read --checkpoint
 OUTPUT/model``, ``htr hub push OUTPUT/model``), ``report.md`` and ``report.json`` (the data, the plan, before and
