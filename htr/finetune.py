@@ -255,7 +255,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     rounds = cfg.self_train if untranscribed is not None and len(untranscribed) else 0
     minutes = 0.0
     if cfg.minutes:  # the supervised training's share of what is left once the evaluations and the LM are paid for
-        minutes = training_share(cfg, start, before, rounds + 1, len(untranscribed or []))
+        minutes = training_share(cfg, start, before, rounds + 1, rounds, len(untranscribed or []))
         if minutes <= 0.5:
             raise ValueError(f"--minutes {cfg.minutes:g} leaves no time to train (reading the validation lines takes "
                              f"{before['seconds'] / 60:.1f} min): give more")  # fmt: skip
@@ -285,11 +285,17 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     after = measure(tuned, result["best_path"], data["validation"], cfg.decoder)
     log.info("after: CER %.2f%%  WER %.2f%% (%s)", 100 * after["cer"], 100 * after["wer"], after["decoder"])
     self_training: dict = {}
+    trained = {"epochs": len(result["history"]), "steps": last_step(result), "minutes": training_minutes(result)}
     if rounds:
         best = Stage(tuned, result, after, chosen, "the transcribed lines")
         best, self_training = self_train(cfg, data, untranscribed, best, start, before, rounds, progress)
         tuned, result, after, chosen = best.checkpoint, best.result, best.reading, best.chosen
         tuned["lm"] = lm.to_state()
+        for done in self_training["rounds"]:  # the model's own lineage, and every minute trained
+            trained["minutes"] += done["training minutes"]
+            if done["kept"]:
+                trained["epochs"] += done["epochs"]
+                trained["steps"] += done["steps"]
 
     history = result["history"]
     report = {
@@ -302,9 +308,9 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         "new characters": joined,
         "characters left out": left_out,
         "plan": {name: {"value": c.value, "why": c.why} for name, c in chosen.items()},
-        "epochs": len(history),
-        "steps": history[-1]["step"] if history else 0,
-        "training minutes": round(history[-1].get("train_seconds", 0) / 60, 1) if history else 0,
+        "epochs": trained["epochs"],  # with self-training: the supervised run's and the kept rounds'
+        "steps": trained["steps"],
+        "training minutes": round(trained["minutes"], 1),  # every training run's, self-training rounds included
         "language model": lm_note,
         "before": summary(before),
         "after": summary(after),
@@ -316,7 +322,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         **{key: report[key] for key in ("data", "licence", "base", "training lines", "pages", "validation lines",
                                         "epochs", "steps")},
         "hardware": last.get("hardware", "?"), "recipe": {name: c.value for name, c in chosen.items()},
-        "before": report["before"], "after": report["after"]}}  # fmt: skip
+        "before": report["before"], "after": report["after"],
+        **({"self-training": self_training} if self_training else {})}}  # fmt: skip
     tuned["metrics"] = {**tuned.get("metrics", {}), "evaluations": [
         {"dataset": source_name(cfg.data), "split": "validation", "lines": after["lines"], "decoder": after["decoder"],
          "cer": after["cer"], "wer": after["wer"]}]}  # fmt: skip
@@ -341,13 +348,17 @@ def planned(lines: int, given: dict) -> dict[str, Choice]:
     return chosen
 
 
-def training_share(cfg: FinetuneConfig, start: float, before: dict, phases: int, untranscribed: int) -> float:
-    """Minutes of training for the next of ``phases`` trainings (the supervised one, then each self-training
-    round): what is left of ``--minutes`` once each phase's evaluation (about as long as the first, ``before``),
-    each round's reading of the ``untranscribed`` lines and the end (LM, export) are paid for, shared evenly."""
-    per_line = before["seconds"] / max(1, before["lines"]) / 60
-    left = cfg.minutes - (time.monotonic() - start + 30) / 60
-    return (left - phases * 1.2 * before["seconds"] / 60 - (phases - 1) * untranscribed * per_line) / phases
+def training_share(cfg: FinetuneConfig, start: float, before: dict, trainings: int, readings: int,
+                   untranscribed: int, reading_per_line: float = 0.0) -> float:  # fmt: skip
+    """Minutes for the next of ``trainings`` trainings still to run (the supervised one, then each self-training
+    round): what is left of ``--minutes`` once each one's evaluation (about as long as the first, ``before``), the
+    ``readings`` of the ``untranscribed`` lines still to make (``reading_per_line`` seconds a line, as a round
+    measured it; else 1.5 times the validation's rate) and the end (LM, export: a minute) are paid for, shared
+    evenly."""
+    evaluation = 1.2 * before["seconds"] / 60
+    per_line = (reading_per_line or 1.5 * before["seconds"] / max(1, before["lines"])) / 60
+    left = cfg.minutes - (time.monotonic() - start) / 60 - 1.0
+    return (left - trainings * evaluation - readings * untranscribed * per_line) / trainings
 
 
 @dataclass
@@ -399,18 +410,20 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
 
     record: dict = {"untranscribed lines": len(lines), "share kept": cfg.pseudo_share,
                     "transcribed lines only": summary(best.reading), "rounds": []}  # fmt: skip
+    reading_per_line = 0.0  # seconds, once a round has measured it
     for number in range(1, rounds + 1):
         folder = Path(cfg.output) / f"self-train-{number}"
-        minutes = 0.0
-        if cfg.minutes:
-            minutes = training_share(cfg, start, before, rounds - number + 1, len(lines))
-            if minutes <= 0.5:
-                log.warning("self-training round %d: no time left in --minutes %g; stopped", number, cfg.minutes)
-                break
+        trainings = rounds - number + 1  # this round's and those after it, each with its reading
+        share = training_share(cfg, start, before, trainings, trainings, len(lines), reading_per_line)
+        if cfg.minutes and share <= 0.5:
+            log.warning("self-training round %d: no time left in --minutes %g; stopped", number, cfg.minutes)
+            break
         if (folder / "data" / "dataset_dict.json").is_file():  # read before this run was interrupted
             combined = datasets.load_from_disk(str(folder / "data"))
         else:
+            clock = time.monotonic()
             readings = read_lines(best.checkpoint, best.name, lines, cfg.decoder)
+            reading_per_line = (time.monotonic() - clock) / max(1, len(lines))
             pseudo = pseudo_labelled(lines, readings, most_confident(readings, cfg.pseudo_share))
             train_split = datasets.concatenate_datasets([line_columns(data["train"]), line_columns(pseudo)])
             combined = datasets.DatasetDict({"train": train_split, "validation": data["validation"]})
@@ -418,6 +431,12 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
             combined.save_to_disk(str(folder / "data.part"))
             (folder / "data.part").rename(folder / "data")
             combined = datasets.load_from_disk(str(folder / "data"))
+        minutes = 0.0
+        if cfg.minutes:  # this round's reading paid for
+            minutes = training_share(cfg, start, before, trainings, trainings - 1, len(lines), reading_per_line)
+            if minutes <= 0.5:
+                log.warning("self-training round %d: no time left in --minutes %g; stopped", number, cfg.minutes)
+                break
         pseudo_count = len(combined["train"]) - len(data["train"])
         log.info("self-training round %d: %d transcribed + %d pseudo-labelled lines (the more confident %.0f%% of "
                  "%d read by %s)", number, len(data["train"]), pseudo_count, 100 * cfg.pseudo_share, len(lines),
@@ -434,7 +453,8 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
         reading = measure(model, result["best_path"], data["validation"], cfg.decoder)
         better = reading["cer"] < best.reading["cer"]
         record["rounds"].append({"round": number, "pseudo-labelled lines": pseudo_count,
-                                 "epochs": len(result["history"]), "cer before": best.reading["cer"],
+                                 "epochs": len(result["history"]), "steps": last_step(result),
+                                 "training minutes": training_minutes(result), "cer before": best.reading["cer"],
                                  "cer": reading["cer"], "wer": reading["wer"], "kept": better})  # fmt: skip
         log.info("self-training round %d: CER %.2f%% (before the round %.2f%%): %s", number, 100 * reading["cer"],
                  100 * best.reading["cer"], "kept" if better else "not better, stopped")  # fmt: skip
@@ -443,6 +463,16 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
         best = Stage(model, result, reading, chosen, f"self-training round {number}")
     record["model"] = best.name
     return best, record
+
+
+def last_step(result: dict) -> int:
+    """The steps an ``htr train`` run took (its result's history)."""
+    return result["history"][-1]["step"] if result["history"] else 0
+
+
+def training_minutes(result: dict) -> float:
+    """The minutes an ``htr train`` run trained (its result's history; validation included)."""
+    return result["history"][-1].get("train_seconds", 0) / 60 if result["history"] else 0.0
 
 
 def line_columns(split: datasets.Dataset) -> datasets.Dataset:
@@ -489,7 +519,9 @@ def report_markdown(report: dict) -> str:
         "- New characters: " + (", ".join(f"`{c}` ({n})" for c, n in report["new characters"].items()) or "none")
         + (("; left out: " + ", ".join(f"`{c}` ({n})" for c, n in report["characters left out"].items()))
            if report["characters left out"] else "") + ".",
-        f"- Trained {report['epochs']} epochs ({report['steps']:,} steps); the command took {report['minutes']} min.",
+        f"- Trained {report['epochs']} epochs ({report['steps']:,} steps"
+        + (", with the kept self-training rounds" if "self-training" in report else "")
+        + f"; {report['training minutes']} training minutes); the command took {report['minutes']} min.",
         f"- Language model: the collection's {lm['order']}-gram LM, weight {lm['weight']} beside the base model's "
         f"(validation perplexity {lm['perplexity']:.2f}" + (f"; the base LM's {lm['perplexity of the base LM']:.2f}"
                                                              if "perplexity of the base LM" in lm else "") + ").",

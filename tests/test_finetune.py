@@ -249,4 +249,29 @@ def test_self_training_reads_the_untranscribed_lines_and_keeps_a_round_only_if_i
     assert report["after"]["cer"] == min(r["cer"] for r in [record["transcribed lines only"], *kept])
     model = read_checkpoint(tmp_path / "out" / "model")
     assert model["metrics"]["evaluations"][0]["cer"] == report["after"]["cer"]
+    assert model["training"]["finetune"]["self-training"]["model"] == record["model"]
+    supervised = json.loads((tmp_path / "out" / "run" / "history.json").read_text())
+    assert report["epochs"] == len(supervised) + sum(r["epochs"] for r in kept)  # the model's own lineage
+    assert report["training minutes"] >= round(sum(r["training minutes"] for r in rounds), 1)
     assert "## Self-training" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_budget_shares_pay_for_every_reading_and_evaluation_and_end_within_it(monkeypatch):
+    from htr import finetune as library
+    from htr.finetune import FinetuneConfig, training_share
+
+    clock = [0.0]  # seconds
+    monkeypatch.setattr(library.time, "monotonic", lambda: clock[0])
+    cfg = FinetuneConfig(data="d", output="o", base="b", minutes=70)
+    before = {"seconds": 60.0, "lines": 1000}  # the first evaluation: a minute
+    rounds, lines, reading_per_line = 2, 5000, 0.09  # each reading: 7.5 minutes, as estimated (1.5 x 0.06 s)
+    trained = [training_share(cfg, 0.0, before, rounds + 1, rounds, lines)]
+    clock[0] += 60 * (trained[-1] + 1.2)  # the supervised training and its evaluation
+    for number in range(1, rounds + 1):
+        trainings = rounds - number + 1
+        assert training_share(cfg, 0.0, before, trainings, trainings, lines, reading_per_line) > 0.5
+        clock[0] += lines * reading_per_line
+        trained.append(training_share(cfg, 0.0, before, trainings, trainings - 1, lines, reading_per_line))
+        clock[0] += 60 * (trained[-1] + 1.2)
+    assert trained == pytest.approx([trained[0]] * 3)  # shared evenly when every estimate holds
+    assert clock[0] / 60 + 1.0 == pytest.approx(70)  # the end's minute: within the budget, not past it
