@@ -42,7 +42,7 @@ from htr.atomic_file import atomic_write
 from htr.checkpoint import read_checkpoint
 from htr.data import DatasetSourceError, carve_validation, load_splits, normalize_text, source_name
 from htr.model_files import CheckpointError
-from htr.training.self_training import KEEP_SHARE
+from htr.training.self_training import KEEP_SHARE, reading_decoder
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +178,15 @@ def measure(checkpoint: dict, name: str, split: datasets.Dataset, decoder: str) 
     reference and reading."""
     from htr.evaluate import error_rates, read_split
     from htr.metrics import char_errors
-    from htr.reading.decode import make_decoder
     from htr.runtime import resolve_device, resolve_precision
 
     device = resolve_device("auto")
-    reading_decoder = make_decoder(checkpoint, decoder="beam" if decoder == "beam" and checkpoint.get("lm") else
-                                   "greedy")  # fmt: skip
+    decoding = reading_decoder(checkpoint, decoder)
     clock = time.monotonic()
-    references, readings = read_split(checkpoint, name, split, reading_decoder, device,
+    references, readings = read_split(checkpoint, name, split, decoding, device,
                                       resolve_precision("auto", device))  # fmt: skip
     texts = [r.text for r in readings]
-    return {**error_rates(references, texts), "lines": len(references), "decoder": reading_decoder.describe(),
+    return {**error_rates(references, texts), "lines": len(references), "decoder": decoding.describe(),
             "seconds": round(time.monotonic() - clock, 1), "references": references, "readings": texts,
             "errors": [char_errors(ref, hyp) for ref, hyp in zip(references, texts)]}  # fmt: skip
 

@@ -1,14 +1,19 @@
 """Self-training: a fine-tuned reader labels a collection's untranscribed lines, and the lines it reads most
 confidently join the transcribed ones for another round of training (pseudo-labelling; `htr finetune
---self-train`). docs/results.md ("Self-training") measures it: on 250 transcribed lines of a letters collection,
-the more confident half of 5,242 untranscribed lines gave 2.5 points of CER in a round.
+--self-train`). docs/results.md ("Self-training") measures it: from 250 transcribed lines of a letters collection
+and 5,319 untranscribed ones, two rounds took validation CER from 30.28% to 27.55%.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import datasets
 
 from htr.inference import Reading
+
+if TYPE_CHECKING:
+    from htr.reading.decode import Decoder
 
 KEEP_SHARE = 0.5  # the more confident half (measured: its pseudo-labels read at 22% CER, all of them at 32%)
 
@@ -19,18 +24,23 @@ def read_lines(checkpoint: dict, name: str, lines: datasets.Dataset, decoder: st
     from htr.checkpoint import model_from_checkpoint
     from htr.data import LineDataset
     from htr.evaluate import transcribe_dataset
-    from htr.reading.decode import make_decoder
     from htr.runtime import resolve_device, resolve_precision
 
     device = resolve_device("auto")
-    reading_decoder = make_decoder(checkpoint, decoder="beam" if decoder == "beam" and checkpoint.get("lm") else
-                                   "greedy")  # fmt: skip
     model, alphabet = model_from_checkpoint(checkpoint, name, device)
     prepared = LineDataset(lines, alphabet, model.config.height, model.output_length, "untranscribed lines",
                            for_training=False, unlabelled=True)  # fmt: skip
     readings = transcribe_dataset(model, prepared, alphabet, 32, device, resolve_precision("auto", device),
-                                  reading_decoder)  # fmt: skip
+                                  reading_decoder(checkpoint, decoder))  # fmt: skip
     return dict(zip(prepared.rows, readings))
+
+
+def reading_decoder(checkpoint: dict, decoder: str) -> Decoder:
+    """The decoder ``htr finetune`` reads with: beam search with the checkpoint's LM when asked for and there is
+    one, else greedy."""
+    from htr.reading.decode import make_decoder
+
+    return make_decoder(checkpoint, decoder="beam" if decoder == "beam" and checkpoint.get("lm") else "greedy")
 
 
 def most_confident(readings: dict[int, Reading], share: float = KEEP_SHARE) -> list[int]:
