@@ -30,6 +30,7 @@ from htr.metrics import matched_boxes
 from htr.pages.column_rules import column_rules
 from htr.pages.line_detector import LineDetector, letter_heights, widened
 from htr.pages.line_finder import END_SHARE, INPUT_SIDE, KERNEL_SHARE, OUTPUT_STRIDE, boxes_from_kernels, network_input
+from htr.runtime import autocast, describe, resolve_device, resolve_precision
 from htr.training.weight_average import weight_average
 
 CROP = 512
@@ -181,11 +182,13 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8),
              end_extends=END_EXTENDS) -> dict[tuple[float, float], float]:  # fmt: skip
     """Line-box F1 on held-out pages for each threshold and end extension (how far each kernel's box is grown at
-    its ends, in line heights)."""
+    its ends, in line heights). The network runs in fp32 on the device its weights are on."""
     model.eval()
+    device = next(model.parameters()).device
     sums = {(t, e): [0, 0, 0] for t in thresholds for e in end_extends}
     for _, ink, _, boxes in pages:
-        probability = torch.sigmoid(model(torch.from_numpy(ink.astype(np.float32) / 255)[None, None]))[0, 0].numpy()
+        ink_map = torch.from_numpy(ink.astype(np.float32) / 255)[None, None].to(device)
+        probability = torch.sigmoid(model(ink_map))[0, 0].float().cpu().numpy()
         rules = column_rules(ink / 255, probability.shape)
         for t, e in sums:
             found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255, e, rules=rules)
@@ -198,7 +201,7 @@ def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8),
 def run(args) -> int:
     """Train (or resume) the line finder as ``args`` say (``htr.cli.train_lines`` reads them from the command line:
     pages, composed pages and letters, output, steps, batch size, learning rate, width, start, held-out share,
-    validation and saving intervals, seed, weight average)."""
+    validation and saving intervals, seed, weight average, device and precision)."""
     output = Path(args.output)
     inputs = json.dumps(
         [args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE]
@@ -240,7 +243,12 @@ def run(args) -> int:
             print(f"widened to width {args.width}")
     else:
         model = LineDetector(args.width or 16)
+    device = resolve_device(args.device)
+    dtype = resolve_precision(args.precision, device)  # auto: bf16 only where the hardware has it natively
+    print(f"training on {describe(device, dtype)}")
+    model = model.to(device)
     ema = weight_average(model, args.ema_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warmup = max(1, args.steps // 20)  # then cosine to zero at --steps (a larger --steps on resume extends it)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -255,20 +263,23 @@ def run(args) -> int:
         schedule.load_state_dict(state["schedule"])
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step, best, history = state["step"], state["best"], state["history"]
         rng = np.random.default_rng([args.seed, step])
         print(f"resumed at step {step}")
     start, bar = time.time(), tqdm(total=args.steps, initial=step, desc="training")
     while step < args.steps:
         batch = [augmented_crop(*train[int(rng.integers(len(train)))][1:3], rng) for _ in range(args.batch_size)]
-        inputs = torch.from_numpy(np.stack([b[0] for b in batch]))[:, None]
-        targets = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float32))[:, None]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        inputs = torch.from_numpy(np.stack([b[0] for b in batch]))[:, None].to(device)
+        targets = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.float32))[:, None].to(device)
+        with autocast(device, dtype):
             logits = model(inputs)
         loss = loss_fn(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
         if ema is not None:
             ema.update_parameters(model)
@@ -286,13 +297,14 @@ def run(args) -> int:
                 best = f1
                 geometry = {"input_side": INPUT_SIDE, "end_share": END_SHARE, "end_extend": end_extend,
                             "letter_range": letter_range}  # fmt: skip
-                finder = {"config": model.config, "model": evaluated.state_dict(), "threshold": threshold,
+                weights = {k: v.cpu() for k, v in evaluated.state_dict().items()}  # loads on any machine
+                finder = {"config": model.config, "model": weights, "threshold": threshold,
                           "geometry": geometry, "held_out_f1": f1, "step": step, "trained_on": trained_on}  # fmt: skip
                 atomic_save(finder, output)
         if step % args.save_every == 0 or step == args.steps:
             last = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "step": step, "best": best, "history": history,
-                    "ema": ema.state_dict() if ema is not None else None}  # fmt: skip
+                    "ema": ema.state_dict() if ema is not None else None, "scaler": scaler.state_dict()}  # fmt: skip
             atomic_save(last, state_path)
     print(json.dumps(history, indent=1))
     return 0

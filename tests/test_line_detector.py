@@ -227,6 +227,25 @@ def test_with_ema_decay_the_weight_average_is_validated_saved_and_resumed(tmp_pa
     assert int(torch.load(output.with_name("finder.last.pt"), weights_only=False)["ema"]["n_averaged"]) == 3
 
 
+def test_the_finder_trains_at_the_precision_asked_for_and_auto_is_fp32_without_native_bf16(
+    tmp_path, monkeypatch, capsys
+):
+    from htr import runtime
+    from htr.cli.train_lines import main as train_lines
+
+    entered = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: entered.append(k.get("dtype")) or real_autocast(*a, **k))
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)  # an AVX2 CPU: emulated bf16 is slow there
+    for precision, expected, said in (("auto", [], "(fp32)"), ("bf16", [torch.bfloat16], "(bf16)")):
+        output = tmp_path / precision / "finder.pt"
+        output.parent.mkdir()
+        train_lines([*finder_training_argv(output.parent, output)[1:], "--steps", "1", "--precision", precision])
+        assert entered == expected and said in capsys.readouterr().out  # "training on <CPU>, 2 cores (fp32)"
+        assert LineFinder(output).network.config == {"width": 4}
+        entered.clear()
+
+
 def test_close_lines_on_a_slant_stay_apart_and_pieces_of_one_line_are_joined():
     """Four slanted lines, 24 px apart, whose boxes share most of their rows (each rises 90 px over the page),
     and a fifth whose kernel a word gap cut in two: one box each."""

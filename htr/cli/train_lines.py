@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from htr import train_line_detector
-from htr.cli.options import command_name
+from htr.cli.options import add_device_arguments, command_name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="validate and save an exponential moving average of the weights (e.g. 0.998); 0: off",
     )
+    add_device_arguments(parser)
     return train_line_detector.run(parser.parse_args(argv))
 
 
