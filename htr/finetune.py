@@ -4,6 +4,7 @@
     htr finetune path/to/lines --output models/my-hand --minutes 20    # a labels.tsv folder, within 20 minutes
     htr finetune path/to/export --output models/my-hand --lr 1e-4      # any choice of the plan overridden
     htr finetune path/to/export --output models/my-hand --self-train 2 --unlabelled path/to/more/lines
+    htr finetune path/to/export --output models/my-hand --rehearse Teklia/IAM-line     # keep reading IAM too
 
 The data: a folder of PAGE XML or ALTO files with their page images (what Transkribus and eScriptorium export), a
 folder of line images with ``labels.tsv``, or anything else ``htr train --dataset`` reads (``htr.data``). Its
@@ -18,6 +19,9 @@ the character LM to the collection's text (its own 6-gram LM interpolated with t
 perplexity on the validation text) and ends with the error rates before and after on the validation split.
 ``--self-train ROUNDS`` then learns from untranscribed lines too (`self_train`): the export's lines without text and
 those of ``--unlabelled`` folders, read by the fine-tuned model, the more confident share kept as pseudo-labels.
+``--rehearse DATASET`` keeps the base's other hands in view: ``--rehearse-share`` of each epoch's lines come from
+that dataset's training lines (the base's own training data, say), and its validation lines are read before and
+after, so the report says what the fine-tune cost there.
 
 ``OUTPUT`` gets ``model/`` (a model folder in the hub layout with its ONNX export: ``htr read --checkpoint
 OUTPUT/model``, ``htr hub push OUTPUT/model``), ``report.md`` and ``report.json`` (the data, the plan, before and
@@ -50,6 +54,7 @@ LM_ORDER = 6
 VALIDATION_LINES_WHILE_TRAINING = 500  # lines validated after each epoch (all of them before and after)
 WORSE_LINES_SHOWN = 20
 OLD_PAPER = {"show_through_p": 0.2, "neighbour_p": 0.3, "fade_p": 0.2, "blot_p": 0.1, "stain_p": 0.2}  # old_paper
+REHEARSE_SHARE = 0.25  # of each epoch's lines, from the --rehearse datasets (docs/results.md, "Fine-tuning")
 
 
 @dataclass
@@ -71,11 +76,14 @@ class FinetuneConfig:
     self_train: int = 0  # rounds of self-training on the untranscribed lines (`htr.training.self_training`)
     unlabelled: list[str] = field(default_factory=list)  # more untranscribed lines: folders of lines or exports
     pseudo_share: float = KEEP_SHARE  # the share of untranscribed lines kept, the most confidently read
+    rehearse: list[str] = field(default_factory=list)  # datasets of other hands to keep reading (their train lines)
+    rehearse_share: float = REHEARSE_SHARE  # of each epoch's lines, taken from the rehearse datasets
     choices: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # paths may come as Path objects; records and states keep strings
         self.data, self.output, self.base = str(self.data), str(self.output), str(self.base)
         self.unlabelled = [str(path) for path in self.unlabelled]
+        self.rehearse = [str(path) for path in self.rehearse]
 
 
 @dataclass
@@ -165,6 +173,34 @@ def prepare_data(cfg: FinetuneConfig, folder: Path) -> datasets.DatasetDict:
     return datasets.load_from_disk(str(folder))
 
 
+def rehearsal_data(cfg: FinetuneConfig) -> tuple[dict[str, int], dict[str, datasets.Dataset]]:
+    """The training lines of each ``--rehearse`` dataset, and the validation split of those that have one of their
+    own (none is carved out of the lines it trains on)."""
+    counts, sets = {}, {}
+    for source in cfg.rehearse:
+        splits = load_splits(source, carve=False)
+        counts[source] = len(splits["train"]) if "train" in splits else 0
+        if not counts[source]:
+            raise DatasetSourceError(f"{source}: no training lines to rehearse")
+        if "validation" in splits and len(splits["validation"]):
+            sets[source] = splits["validation"]
+        else:
+            log.warning("rehearse %s: no validation split of its own; what the fine-tune costs there is not read",
+                        source)  # fmt: skip
+    return counts, sets
+
+
+def rehearsal_before(cfg: FinetuneConfig, base: dict, sets: dict[str, datasets.Dataset], path: Path) -> dict:
+    """The base's reading of each rehearsed dataset's validation lines (kept in ``path``: a resumed run reuses it)."""
+    readings = json.loads(path.read_text()) if path.is_file() else {}
+    if set(readings) != set(sets):
+        readings = {source: measure(base, cfg.base, split, cfg.decoder) for source, split in sets.items()}
+        atomic_write(path, lambda f: f.write(json.dumps(readings).encode()))
+    for source, reading in readings.items():
+        log.info("rehearse %s: CER before %.2f%% (%d validation lines)", source, 100 * reading["cer"], reading["lines"])
+    return readings
+
+
 def new_characters(known: str, texts: list[str], min_count: int) -> tuple[dict[str, int], dict[str, int]]:
     """Characters of ``texts`` outside ``known``: those that join (``min_count`` times or more) and those left out,
     each with its count."""
@@ -192,15 +228,24 @@ def measure(checkpoint: dict, name: str, split: datasets.Dataset, decoder: str) 
 
 
 def train_config(cfg: FinetuneConfig, chosen: dict[str, Choice], data: Path, lines: int, minutes: float,
-                 output_dir: Path | None = None, init_from: str = ""):  # fmt: skip
+                 output_dir: Path | None = None, init_from: str = "",
+                 rehearsal: dict[str, int] | None = None):  # fmt: skip
     """The ``htr train`` configuration of the plan (``minutes``: its share of the budget; 0: none), in
-    ``output_dir`` (default: ``OUTPUT/run``) from ``init_from`` (default: the base)."""
+    ``output_dir`` (default: ``OUTPUT/run``) from ``init_from`` (default: the base). ``rehearsal`` (dataset ->
+    its training lines) gives ``cfg.rehearse_share`` of each epoch's lines to those datasets, evenly; validation
+    stays the collection's."""
     from htr.synth.augment import AugmentConfig
     from htr.train import TrainConfig
 
     values = {name: choice.value for name, choice in chosen.items()}
+    per_epoch, sources, weights = values["lines_per_epoch"], [str(data)], [values["lines_per_epoch"] / lines]
+    if rehearsal:
+        weights = [per_epoch * (1 - cfg.rehearse_share) / lines]
+        for source, count in rehearsal.items():
+            sources.append(source)
+            weights.append(per_epoch * cfg.rehearse_share / len(rehearsal) / count)
     return TrainConfig(
-        dataset=[str(data)], dataset_weights=[values["lines_per_epoch"] / lines],
+        dataset=sources, dataset_weights=weights,
         output_dir=str(output_dir or Path(cfg.output) / "run"), epochs=values["epochs"],
         batch_size=values["batch_size"], lr=values["lr"],
         warmup_steps=values["warmup_steps"], patience=values["patience"], freeze_cnn=values["freeze_cnn"],
@@ -221,6 +266,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     out = Path(cfg.output)
     if cfg.split_by not in ("page", "document"):
         raise ValueError(f"--split-by takes page or document, not {cfg.split_by!r}")
+    if cfg.rehearse and not 0 < cfg.rehearse_share < 1:
+        raise ValueError(f"--rehearse-share takes a share between 0 and 1, not {cfg.rehearse_share:g}")
     if Path(cfg.base).suffix == ".onnx":
         raise CheckpointError(f"{cfg.base}: an ONNX export cannot be fine-tuned; give the .pth or model folder it "
                               "was made from")  # fmt: skip
@@ -239,6 +286,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
              f"; left out (fewer than {cfg.min_char_count} times, their lines not trained on): " +
              ", ".join(f"{c!r} ({n})" for c, n in left_out.items()) if left_out else "")  # fmt: skip
     chosen = planned(len(train_texts), cfg.choices)
+    rehearsal, kept_sets = rehearsal_data(cfg)
     untranscribed = untranscribed_lines(cfg, data, out / "untranscribed") if cfg.self_train else None
 
     before_path = out / "before.json"
@@ -249,6 +297,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         atomic_write(before_path, lambda f: f.write(json.dumps(before).encode()))
     log.info("before: CER %.2f%%  WER %.2f%% (%s, %d validation lines)", 100 * before["cer"], 100 * before["wer"],
              before["decoder"], before["lines"])  # fmt: skip
+    kept_before = rehearsal_before(cfg, base, kept_sets, out / "rehearsal-before.json")
+    before["at end seconds"] = sum(reading["seconds"] for reading in kept_before.values())  # read again at the end
 
     rounds = cfg.self_train if untranscribed is not None and len(untranscribed) else 0
     minutes = 0.0
@@ -257,7 +307,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         if minutes <= 0.5:
             raise ValueError(f"--minutes {cfg.minutes:g} leaves no time to train (reading the validation lines takes "
                              f"{before['seconds'] / 60:.1f} min): give more")  # fmt: skip
-    tcfg = train_config(cfg, chosen, out / "data", len(train_texts), minutes)
+    tcfg = train_config(cfg, chosen, out / "data", len(train_texts), minutes, rehearsal=rehearsal)
     result = train(tcfg, progress=progress)
     if math.isinf(result["best_cer"]):
         raise ValueError("training stopped before its first validation: re-run to resume")
@@ -286,7 +336,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     trained = {"epochs": len(result["history"]), "steps": last_step(result), "minutes": training_minutes(result)}
     if rounds:
         best = Stage(tuned, result, after, chosen, "the transcribed lines")
-        best, self_training = self_train(cfg, data, untranscribed, best, start, before, rounds, progress)
+        best, self_training = self_train(cfg, data, untranscribed, best, start, before, rounds, progress, rehearsal)
         tuned, result, after, chosen = best.checkpoint, best.result, best.reading, best.chosen
         tuned["lm"] = lm.to_state()
         for done in self_training["rounds"]:  # the model's own lineage, and every minute trained
@@ -294,6 +344,15 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
             if done["kept"]:
                 trained["epochs"] += done["epochs"]
                 trained["steps"] += done["steps"]
+
+    kept = {}
+    for source, split in kept_sets.items():
+        reading = measure(tuned, "the fine-tuned model", split, cfg.decoder)
+        kept[source] = {"before": summary(kept_before[source]), "after": summary(reading)}
+        log.info("rehearsed %s: CER %.2f%% -> %.2f%% (%d validation lines)", source, 100 * kept_before[source]["cer"],
+                 100 * reading["cer"], reading["lines"])  # fmt: skip
+    rehearsed = {"share": cfg.rehearse_share, "datasets": {source: {"training lines": count, **kept.get(source, {})}
+                                                           for source, count in rehearsal.items()}}  # fmt: skip
 
     history = result["history"]
     report = {
@@ -313,6 +372,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         "before": summary(before),
         "after": summary(after),
         **({"self-training": self_training} if self_training else {}),
+        **({"rehearsal": rehearsed} if rehearsal else {}),
         "worse lines": worse_lines(before, after),
     }
     last = history[-1] if history else {}
@@ -321,7 +381,8 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
                                         "epochs", "steps")},
         "hardware": last.get("hardware", "?"), "recipe": {name: c.value for name, c in chosen.items()},
         "before": report["before"], "after": report["after"],
-        **({"self-training": self_training} if self_training else {})}}  # fmt: skip
+        **({"self-training": self_training} if self_training else {}),
+        **({"rehearsal": rehearsed} if rehearsal else {})}}  # fmt: skip
     tuned["metrics"] = {**tuned.get("metrics", {}), "evaluations": [
         {"dataset": source_name(cfg.data), "split": "validation", "lines": after["lines"], "decoder": after["decoder"],
          "cer": after["cer"], "wer": after["wer"]}]}  # fmt: skip
@@ -351,11 +412,11 @@ def training_share(cfg: FinetuneConfig, start: float, before: dict, trainings: i
     """Minutes for the next of ``trainings`` trainings still to run (the supervised one, then each self-training
     round): what is left of ``--minutes`` once each one's evaluation (about as long as the first, ``before``), the
     ``readings`` of the ``untranscribed`` lines still to make (``reading_per_line`` seconds a line, as a round
-    measured it; else 1.5 times the validation's rate) and the end (LM, export: a minute) are paid for, shared
-    evenly."""
+    measured it; else 1.5 times the validation's rate) and the end (LM, export: a minute; the rehearsed datasets'
+    validation read again, ``before["at end seconds"]``) are paid for, shared evenly."""
     evaluation = 1.2 * before["seconds"] / 60
     per_line = (reading_per_line or 1.5 * before["seconds"] / max(1, before["lines"])) / 60
-    left = cfg.minutes - (time.monotonic() - start) / 60 - 1.0
+    left = cfg.minutes - (time.monotonic() - start) / 60 - 1.0 - 1.2 * before.get("at end seconds", 0) / 60
     return (left - trainings * evaluation - readings * untranscribed * per_line) / trainings
 
 
@@ -399,7 +460,8 @@ def untranscribed_lines(cfg: FinetuneConfig, data: datasets.DatasetDict, folder:
 
 
 def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.Dataset, best: Stage, start: float,
-               before: dict, rounds: int, progress: bool) -> tuple[Stage, dict]:  # fmt: skip
+               before: dict, rounds: int, progress: bool,
+               rehearsal: dict[str, int] | None = None) -> tuple[Stage, dict]:  # fmt: skip
     """Rounds of self-training (`htr.training.self_training`) from ``best``: its readings of ``lines`` (the more
     confident ``cfg.pseudo_share``) join the transcribed lines, and a model trained from it on both replaces it
     when it reads validation better; the rounds stop at the first that does not. The best stage and the record."""
@@ -441,7 +503,7 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
                  best.name)  # fmt: skip
         chosen = planned(len(combined["train"]), cfg.choices)
         tcfg = train_config(cfg, chosen, folder / "data", len(combined["train"]), minutes, folder / "run",
-                            str(best.result["best_path"]))  # fmt: skip
+                            str(best.result["best_path"]), rehearsal)  # fmt: skip
         result = train(tcfg, progress=progress)
         if math.isinf(result["best_cer"]):
             log.warning("self-training round %d stopped before its first validation", number)
@@ -527,6 +589,7 @@ def report_markdown(report: dict) -> str:
         f"| before | {percent(before['cer'])} | {percent(before['wer'])} | {before['decoder']} |",
         f"| after | {percent(after['cer'])} | {percent(after['wer'])} | {after['decoder']} |",
         *self_training_markdown(report.get("self-training")),
+        *rehearsal_markdown(report.get("rehearsal")),
         "", "## The plan", "", "| choice | value | why |", "| --- | --- | --- |",
         *(f"| {name} | {c['value']} | {c['why']} |" for name, c in report["plan"].items()),
         "", f"## Lines that got worse ({len(report['worse lines'])} shown)", "",
@@ -554,6 +617,27 @@ def self_training_markdown(record: dict | None) -> list[str]:
              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     lines += [f"| {r['round']} | {r['pseudo-labelled lines']:,} | {r['epochs']} | {percent(r['cer'])} | "
               f"{percent(r['cer before'])} | {'yes' if r['kept'] else 'no'} |" for r in record["rounds"]]  # fmt: skip
+    return lines
+
+
+def rehearsal_markdown(record: dict | None) -> list[str]:
+    """The report's rehearsal section: each rehearsed dataset's share of training and its validation CER before
+    and after (none: nothing)."""
+    if not record:
+        return []
+    from htr.hub import percent
+
+    lines = ["", "## Rehearsal", "",
+             f"{100 * record['share']:.0f}% of each epoch's lines came from these datasets, so that the model keeps "
+             "reading them:", "",
+             "| dataset | training lines | validation lines | CER before | CER after |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for source, kept in record["datasets"].items():
+        if "before" in kept:
+            lines.append(f"| {source} | {kept['training lines']:,} | {kept['after']['lines']:,} | "
+                         f"{percent(kept['before']['cer'])} | {percent(kept['after']['cer'])} |")  # fmt: skip
+        else:
+            lines.append(f"| {source} | {kept['training lines']:,} | (no validation split) | | |")
     return lines
 
 

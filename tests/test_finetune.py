@@ -130,6 +130,31 @@ def test_the_time_budget_stops_and_saves_and_a_larger_one_goes_on(parquet_datase
     assert len(first["history"]) < len(second["history"]) < 50
 
 
+def test_rehearsal_mixes_the_other_hands_into_each_epoch_and_reads_them_before_and_after(
+    base, parquet_dataset, tmp_path
+):
+    import torch
+
+    from htr.train import STATE_NAME
+
+    write_export(tmp_path / "export", "page")
+    report = run_finetune(tmp_path / "export", tmp_path / "out", base, rehearse=[str(parquet_dataset)],
+                          rehearse_share=0.25)  # fmt: skip
+    trained = torch.load(tmp_path / "out" / "run" / STATE_NAME, weights_only=False)["config"]
+    assert trained["dataset"] == [str(tmp_path / "out" / "data"), str(parquet_dataset)]
+    own, other = trained["dataset_weights"]  # 24 lines an epoch: 18 of the 12 transcribed, 6 of the 48 rehearsed
+    assert own * 12 == pytest.approx(18) and other * 48 == pytest.approx(6)
+    rehearsed = report["rehearsal"]["datasets"][str(parquet_dataset)]
+    assert report["rehearsal"]["share"] == 0.25 and rehearsed["training lines"] == 48
+    assert rehearsed["before"]["lines"] == rehearsed["after"]["lines"] == 12  # its validation split, read twice
+    assert report["validation lines"] == 6  # validation (and the best model) stays the collection's
+    assert (tmp_path / "out" / "rehearsal-before.json").is_file()
+    assert "## Rehearsal" in (tmp_path / "out" / "report.md").read_text()
+    with pytest.raises(ValueError, match="rehearse-share"):
+        run_finetune(tmp_path / "export", tmp_path / "out2", base, rehearse=[str(parquet_dataset)],
+                     rehearse_share=1.0)  # fmt: skip
+
+
 def test_lr_schedule_ends_where_the_time_budget_ends():
     from htr.train import TrainConfig, lr_factor
 

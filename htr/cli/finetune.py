@@ -11,7 +11,7 @@ import sys
 
 from htr import finetune as library
 from htr.cli.options import command_name
-from htr.finetune import FinetuneConfig, finetune, plan
+from htr.finetune import REHEARSE_SHARE, FinetuneConfig, finetune, plan
 from htr.shipped import default_checkpoint
 from htr.training.self_training import KEEP_SHARE
 
@@ -72,6 +72,21 @@ def main(argv: list[str] | None = None) -> int:
         default=KEEP_SHARE,
         help=f"the share of untranscribed lines kept, the most confidently read (default {KEEP_SHARE})",
     )
+    parser.add_argument(
+        "--rehearse",
+        action="append",
+        default=[],
+        metavar="DATASET",
+        help="a dataset of other hands the model should keep reading (e.g. the base's own training data, "
+        "Teklia/IAM-line): part of each epoch comes from its training lines, and its validation lines are read "
+        "before and after; may be repeated",
+    )
+    parser.add_argument(
+        "--rehearse-share",
+        type=float,
+        default=REHEARSE_SHARE,
+        help=f"the share of each epoch's lines taken from the --rehearse datasets (default {REHEARSE_SHARE})",
+    )
     choices = parser.add_argument_group("the plan (chosen from the number of training lines; each may be given)")
     for name, choice in plan(1).items():
         flag = "--" + name.replace("_", "-")
@@ -85,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                          max_lines=args.max_lines, split_by=args.split_by, val_fraction=args.val_fraction,
                          min_char_count=args.min_char_count, decoder=args.decoder, licence=args.licence,
                          int8=args.int8, seed=args.seed, self_train=args.self_train, unlabelled=args.unlabelled,
-                         pseudo_share=args.pseudo_share, choices=given)  # fmt: skip
+                         pseudo_share=args.pseudo_share, rehearse=args.rehearse,
+                         rehearse_share=args.rehearse_share, choices=given)  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from htr.data import DatasetSourceError
     from htr.model_files import CheckpointError
