@@ -173,21 +173,23 @@ def prepare_data(cfg: FinetuneConfig, folder: Path) -> datasets.DatasetDict:
     return datasets.load_from_disk(str(folder))
 
 
-def rehearsal_data(cfg: FinetuneConfig) -> tuple[dict[str, int], dict[str, datasets.Dataset]]:
-    """The training lines of each ``--rehearse`` dataset, and the validation split of those that have one of their
-    own (none is carved out of the lines it trains on)."""
-    counts, sets = {}, {}
+def rehearsal_data(cfg: FinetuneConfig) -> tuple[dict[str, int], dict[str, datasets.Dataset], list[str]]:
+    """The training lines of each ``--rehearse`` dataset, the validation split of those that have one of their
+    own (none is carved out of the lines it trains on), and their training texts (their characters may join the
+    alphabet too)."""
+    counts, sets, texts = {}, {}, []
     for source in cfg.rehearse:
         splits = load_splits(source, carve=False)
         counts[source] = len(splits["train"]) if "train" in splits else 0
         if not counts[source]:
             raise DatasetSourceError(f"{source}: no training lines to rehearse")
+        texts += [normalize_text(text) for text in splits["train"]["text"]]
         if "validation" in splits and len(splits["validation"]):
             sets[source] = splits["validation"]
         else:
             log.warning("rehearse %s: no validation split of its own; what the fine-tune costs there is not read",
                         source)  # fmt: skip
-    return counts, sets
+    return counts, sets, texts
 
 
 def rehearsal_before(cfg: FinetuneConfig, base: dict, sets: dict[str, datasets.Dataset], path: Path) -> dict:
@@ -279,14 +281,14 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     if not any(train_texts):
         raise DatasetSourceError(f"{cfg.data}: no training line has text")
     pages = len(set(data["train"]["group"])) if "group" in data["train"].column_names else None
-    joined, left_out = new_characters(base["alphabet"], train_texts, cfg.min_char_count)
+    rehearsal, kept_sets, rehearsed_texts = rehearsal_data(cfg)
+    joined, left_out = new_characters(base["alphabet"], train_texts + rehearsed_texts, cfg.min_char_count)
     log.info("data: %d training lines%s, %d validation lines", len(train_texts),
              f" from {pages} pages" if pages else "", len(data["validation"]))  # fmt: skip
     log.info("new characters: %s%s", ", ".join(f"{c!r} ({n} times)" for c, n in joined.items()) or "none",
              f"; left out (fewer than {cfg.min_char_count} times, their lines not trained on): " +
              ", ".join(f"{c!r} ({n})" for c, n in left_out.items()) if left_out else "")  # fmt: skip
     chosen = planned(len(train_texts), cfg.choices)
-    rehearsal, kept_sets = rehearsal_data(cfg)
     untranscribed = untranscribed_lines(cfg, data, out / "untranscribed") if cfg.self_train else None
 
     before_path = out / "before.json"

@@ -130,13 +130,21 @@ def test_the_time_budget_stops_and_saves_and_a_larger_one_goes_on(parquet_datase
     assert len(first["history"]) < len(second["history"]) < 50
 
 
-def test_rehearsal_mixes_the_other_hands_into_each_epoch_and_reads_them_before_and_after(
-    base, parquet_dataset, tmp_path
-):
+def test_rehearsal_mixes_the_other_hands_into_each_epoch_and_reads_them_before_and_after(base, tmp_path):
+    import datasets
     import torch
 
+    from htr.checkpoint import read_checkpoint
     from htr.train import STATE_NAME
+    from tests.conftest import png_bytes
 
+    parquet_dataset = tmp_path / "other-hands"  # 48 train and 12 validation lines, every one ending in '!'
+    parquet_dataset.mkdir()
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    for split, count in (("train", 48), ("validation", 12)):
+        texts = [text + "!" for text in random_texts(count, seed=count)]
+        rows = {"image": [{"bytes": png_bytes(render_line(t)), "path": None} for t in texts], "text": texts}
+        datasets.Dataset.from_dict(rows, features=features).to_parquet(str(parquet_dataset / f"{split}.parquet"))
     write_export(tmp_path / "export", "page")
     report = run_finetune(tmp_path / "export", tmp_path / "out", base, rehearse=[str(parquet_dataset)],
                           rehearse_share=0.25)  # fmt: skip
@@ -150,6 +158,8 @@ def test_rehearsal_mixes_the_other_hands_into_each_epoch_and_reads_them_before_a
     assert report["validation lines"] == 6  # validation (and the best model) stays the collection's
     assert (tmp_path / "out" / "rehearsal-before.json").is_file()
     assert "## Rehearsal" in (tmp_path / "out" / "report.md").read_text()
+    learned = set(read_checkpoint(tmp_path / "out" / "model")["alphabet"]) - set(BASE_ALPHABET)
+    assert learned == set(report["new characters"]) == {"&", "!"}  # the rehearsed texts' characters are named too
     with pytest.raises(ValueError, match="rehearse-share"):
         run_finetune(tmp_path / "export", tmp_path / "out2", base, rehearse=[str(parquet_dataset)],
                      rehearse_share=1.0)  # fmt: skip
