@@ -178,24 +178,47 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + dice
 
 
+def collection_of(name: str, folders: list[str]) -> str:
+    """The collection a prepared page belongs to: its ``--pages`` folder (with the first subfolder, where the
+    folder holds one per collection, as ``page_segmentation.py extract`` writes them), or "composed" /
+    "composed letters"."""
+    for folder in folders:
+        if Path(name).is_relative_to(folder):
+            inner = Path(name).relative_to(folder).parts
+            return str(Path(folder, inner[0])) if len(inner) > 1 else folder
+    return "composed letters" if "#letter" in name else "composed"
+
+
 @torch.inference_mode()
-def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8),
-             end_extends=END_EXTENDS) -> dict[tuple[float, float], float]:  # fmt: skip
+def validate(model: LineDetector, pages: list, thresholds=(0.5, 0.6, 0.7, 0.8), end_extends=END_EXTENDS,
+             collections: list[str] | None = None) -> tuple[dict[tuple[float, float], float], dict]:  # fmt: skip
     """Line-box F1 on held-out pages for each threshold and end extension (how far each kernel's box is grown at
-    its ends, in line heights). The network runs in fp32 on the device its weights are on."""
+    its ends, in line heights), over all pages and by collection (``collections``: one name per page; default:
+    one collection). The network runs in fp32 on the device its weights are on."""
     model.eval()
     device = next(model.parameters()).device
-    sums = {(t, e): [0, 0, 0] for t in thresholds for e in end_extends}
-    for _, ink, _, boxes in pages:
+    collections = collections or ["all"] * len(pages)
+    sums = {(c, t, e): [0, 0, 0] for c in set(collections) for t in thresholds for e in end_extends}
+    for (_, ink, _, boxes), collection in zip(pages, collections):
         ink_map = torch.from_numpy(ink.astype(np.float32) / 255)[None, None].to(device)
         probability = torch.sigmoid(model(ink_map))[0, 0].float().cpu().numpy()
         rules = column_rules(ink / 255, probability.shape)
-        for t, e in sums:
-            found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255, e, rules=rules)
-            for k, v in enumerate((matched_boxes(found, boxes), len(found), len(boxes))):
-                sums[t, e][k] += v
+        for t in thresholds:
+            for e in end_extends:
+                found = boxes_from_kernels(probability, 1.0, t, ink[::OUTPUT_STRIDE, ::OUTPUT_STRIDE] / 255, e,
+                                           rules=rules)  # fmt: skip
+                for k, v in enumerate((matched_boxes(found, boxes), len(found), len(boxes))):
+                    sums[collection, t, e][k] += v
     model.train()
-    return {key: 2 * m / max(1, f + n) for key, (m, f, n) in sums.items()}
+
+    def f1(counts: list) -> float:
+        matched, found, truth = (sum(values) for values in zip(*counts))
+        return 2 * matched / max(1, found + truth)
+
+    overall = {(t, e): f1([v for (_, t2, e2), v in sums.items() if (t2, e2) == (t, e)])
+               for t in thresholds for e in end_extends}  # fmt: skip
+    by_collection = {(t, e): {c: f1([sums[c, t, e]]) for c in sorted(set(collections))} for (t, e) in overall}
+    return overall, by_collection
 
 
 def run(args) -> int:
@@ -226,7 +249,9 @@ def run(args) -> int:
     order = rng.permutation(len(pages))
     n_held = max(1, int(len(pages) * args.held_out))
     held, train = [pages[i] for i in order[:n_held]], [pages[i] for i in order[n_held:]]
-    print(f"{len(train)} training pages, {len(held)} held out")
+    held_collections = [collection_of(page[0], args.pages) for page in held]
+    held_counts = ", ".join(f"{c} {held_collections.count(c)}" for c in sorted(set(held_collections)))
+    print(f"{len(train)} training pages, {len(held)} held out ({held_counts})")
     trained_on = {  # recorded in the finder: which pages taught it
         "pages": [str(Path(p[0]).relative_to(f)) for f in args.pages for p in train if Path(p[0]).is_relative_to(f)],
         "composed_pages": {d: sum(p[0].startswith(d + "#") for p in train) for d in args.composed},
@@ -288,18 +313,25 @@ def run(args) -> int:
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % args.validate_every == 0 or step == args.steps:
             evaluated = ema.module if ema is not None else model  # the weights validated and saved
-            scores = validate(evaluated, held)
+            scores, by_collection = validate(evaluated, held, collections=held_collections)
+            if args.keep_by == "collections":  # each collection counts alike, whatever its number of lines
+                scores = {key: sum(f1s.values()) / len(f1s) for key, f1s in by_collection.items()}
             (threshold, end_extend), f1 = max(scores.items(), key=lambda kv: kv[1])
+            collections = {name: round(value, 4) for name, value in by_collection[threshold, end_extend].items()}
             history.append({"step": step, "f1": f1, "threshold": threshold, "end_extend": end_extend,
-                            "seconds": round(time.time() - start)})  # fmt: skip
-            print(f"step {step}: held-out F1 {f1:.3f} at threshold {threshold}, ends grown {end_extend}", flush=True)
+                            "collections": collections, "seconds": round(time.time() - start)})  # fmt: skip
+            kind = "the collections' mean" if args.keep_by == "collections" else "all lines"
+            each = ", ".join(f"{name} {value:.3f}" for name, value in collections.items())
+            print(f"step {step}: held-out F1 {f1:.3f} ({kind}; {each}) at threshold {threshold}, ends grown "
+                  f"{end_extend}", flush=True)  # fmt: skip
             if f1 > best:
                 best = f1
                 geometry = {"input_side": INPUT_SIDE, "end_share": END_SHARE, "end_extend": end_extend,
                             "letter_range": letter_range}  # fmt: skip
                 weights = {k: v.cpu() for k, v in evaluated.state_dict().items()}  # loads on any machine
                 finder = {"config": model.config, "model": weights, "threshold": threshold,
-                          "geometry": geometry, "held_out_f1": f1, "step": step, "trained_on": trained_on}  # fmt: skip
+                          "geometry": geometry, "held_out_f1": f1, "held_out_by": args.keep_by,
+                          "held_out_collections": collections, "step": step, "trained_on": trained_on}  # fmt: skip
                 atomic_save(finder, output)
         if step % args.save_every == 0 or step == args.steps:
             last = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),

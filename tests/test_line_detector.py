@@ -227,6 +227,25 @@ def test_with_ema_decay_the_weight_average_is_validated_saved_and_resumed(tmp_pa
     assert int(torch.load(output.with_name("finder.last.pt"), weights_only=False)["ema"]["n_averaged"]) == 3
 
 
+def test_held_out_f1_is_reported_by_collection_and_can_pick_the_best_by_their_mean(tmp_path):
+    from htr.cli.train_lines import main as train_lines
+    from htr.train_line_detector import collection_of
+
+    pages = str(tmp_path / "pages")
+    assert collection_of(f"{pages}/wills/p1.xml", [pages]) == f"{pages}/wills"  # a folder of collections
+    assert collection_of(f"{pages}/p1.xml", [pages]) == pages  # a folder that is one collection
+    assert collection_of("lines#3", [pages]) == "composed" and collection_of("lines#letter3", []) == "composed letters"
+    output = tmp_path / "finder.pt"
+    argv = finder_training_argv(tmp_path, output)[1:]
+    argv[argv.index("--held-out") + 1] = "0.5"  # 3 of the 6 pages: composed ones and PAGE ones
+    train_lines([*argv, "--steps", "2", "--keep-by", "collections"])
+    (entry,) = torch.load(output.with_name("finder.last.pt"), weights_only=False)["history"]
+    assert set(entry["collections"]) == {pages, "composed"}
+    assert entry["f1"] == pytest.approx(sum(entry["collections"].values()) / 2, abs=1e-3)  # their mean
+    saved = torch.load(output, weights_only=True)
+    assert saved["held_out_by"] == "collections" and saved["held_out_collections"] == entry["collections"]
+
+
 def test_the_finder_trains_at_the_precision_asked_for_and_auto_is_fp32_without_native_bf16(
     tmp_path, monkeypatch, capsys
 ):

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--init-from", help="start from this finder's weights (fine-tuning)")
     parser.add_argument("--held-out", type=float, default=0.06)
+    parser.add_argument("--keep-by", choices=["pages", "collections"], default="pages",
+                        help="the held-out F1 that picks the best state and threshold: over all held-out lines "
+                        "(pages), or the mean of each collection's F1 (collections: each --pages folder, or each "
+                        "subfolder of one, and the composed pages)")  # fmt: skip
     parser.add_argument("--validate-every", type=int, default=250)
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
