@@ -291,6 +291,8 @@ def run(args) -> int:
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         step, best, history = state["step"], state["best"], state["history"]
+        if state.get("keep_by", "pages") != args.keep_by:  # its best was measured another way: the next one counts
+            best = -1.0
         rng = np.random.default_rng([args.seed, step])
         print(f"resumed at step {step}")
     start, bar = time.time(), tqdm(total=args.steps, initial=step, desc="training")
@@ -336,7 +338,8 @@ def run(args) -> int:
         if step % args.save_every == 0 or step == args.steps:
             last = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "step": step, "best": best, "history": history,
-                    "ema": ema.state_dict() if ema is not None else None, "scaler": scaler.state_dict()}  # fmt: skip
+                    "ema": ema.state_dict() if ema is not None else None, "scaler": scaler.state_dict(),
+                    "keep_by": args.keep_by}  # fmt: skip
             atomic_save(last, state_path)
     print(json.dumps(history, indent=1))
     return 0

@@ -244,6 +244,11 @@ def test_held_out_f1_is_reported_by_collection_and_can_pick_the_best_by_their_me
     assert entry["f1"] == pytest.approx(sum(entry["collections"].values()) / 2, abs=1e-3)  # their mean
     saved = torch.load(output, weights_only=True)
     assert saved["held_out_by"] == "collections" and saved["held_out_collections"] == entry["collections"]
+    state = output.with_name("finder.last.pt")
+    last = torch.load(state, weights_only=False)
+    torch.save({**last, "best": 2.0}, state)  # a best no F1 reaches, as if measured by all lines
+    train_lines([*argv, "--steps", "4", "--keep-by", "pages"])  # resumed, kept by another F1: its best starts over
+    assert torch.load(output, weights_only=True)["held_out_by"] == "pages"
 
 
 def test_the_finder_trains_at_the_precision_asked_for_and_auto_is_fp32_without_native_bf16(
