@@ -353,8 +353,13 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         kept[source] = {"before": summary(kept_before[source]), "after": summary(reading)}
         log.info("rehearsed %s: CER %.2f%% -> %.2f%% (%d validation lines)", source, 100 * kept_before[source]["cer"],
                  100 * reading["cer"], reading["lines"])  # fmt: skip
-    rehearsed = {"share": cfg.rehearse_share, "datasets": {source: {"training lines": count, **kept.get(source, {})}
-                                                           for source, count in rehearsal.items()}}  # fmt: skip
+    rehearsed = {
+        "share": cfg.rehearse_share,
+        "datasets": {  # named as records name datasets (a path's last part)
+            source_name(source): {"training lines": count, **kept.get(source, {})}
+            for source, count in rehearsal.items()
+        },
+    }
 
     history = result["history"]
     report = {
@@ -385,9 +390,11 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         "before": report["before"], "after": report["after"],
         **({"self-training": self_training} if self_training else {}),
         **({"rehearsal": rehearsed} if rehearsal else {})}}  # fmt: skip
+    readings = [(source_name(cfg.data), after)] + [(name, record["after"]) for name, record
+                                                   in rehearsed["datasets"].items() if "after" in record]  # fmt: skip
     tuned["metrics"] = {**tuned.get("metrics", {}), "evaluations": [
-        {"dataset": source_name(cfg.data), "split": "validation", "lines": after["lines"], "decoder": after["decoder"],
-         "cer": after["cer"], "wer": after["wer"]}]}  # fmt: skip
+        {"dataset": name, "split": "validation", "lines": reading["lines"], "decoder": reading["decoder"],
+         "cer": reading["cer"], "wer": reading["wer"]} for name, reading in readings]}  # fmt: skip
     tuned["name"] = out.resolve().name
     folder = save_pretrained(tuned, out / "model")
     export_folder(folder, data["train"], cfg.int8)

@@ -218,11 +218,13 @@ def model_card(config: dict) -> str:
             ))  # fmt: skip
     sources = list(training.get("datasets") or [])
     finetune = training.get("finetune")
+    rehearsal = (finetune or {}).get("rehearsal") or {"datasets": {}}
     ink = [training["ink"]] if training.get("ink") else []
     data = ModelCardData(
         model_name=name, library_name="pytorch", pipeline_tag="image-to-text", language="en",
         license="other", license_name="non-commercial-research" if any(
-            dataset_licence(s) != "see the dataset's own terms" for s in sources + ink) else None,
+            dataset_licence(s) != "see the dataset's own terms" for s in sources + ink + list(rehearsal["datasets"])
+        ) else None,
         tags=["handwriting-recognition", "htr", "ocr", "crnn", "ctc"],
         metrics=["cer", "wer"], eval_results=results or None,
     )  # fmt: skip
@@ -274,6 +276,10 @@ def model_card(config: dict) -> str:
         if finetune:
             lines.append(f"- `{finetune['data']}` ({finetune['training lines']:,} line images and transcriptions, the "
                          f"fine-tuning data): {finetune['licence']}")  # fmt: skip
+        for source, kept in rehearsal["datasets"].items():
+            share = f"{100 * rehearsal['share']:.0f}%"
+            lines.append(f"- `{source}` ({kept['training lines']:,} line images and transcriptions, rehearsed in the "
+                         f"fine-tune: {share} of each epoch): {dataset_licence(source)}")  # fmt: skip
         if data.license_name:
             lines += ["", "The weights are derived from data licensed for non-commercial research only: use them "
                       "for non-commercial research and teaching; commercial use needs the data owners' "
@@ -305,6 +311,11 @@ def model_card(config: dict) -> str:
                 f"{percent(before['cer'])} before, {percent(after['cer'])} after; WER {percent(before['wer'])} "
                 f"before, {percent(after['wer'])} after ({after['decoder']})."
             )
+        for source, kept in rehearsal["datasets"].items():
+            if "after" in kept:
+                lines.append(f"- Rehearsed during the fine-tune, so that it keeps reading them: `{source}`, CER "
+                             f"{percent(kept['before']['cer'])} before, {percent(kept['after']['cer'])} after on its "
+                             f"{kept['after']['lines']:,} validation lines ({kept['after']['decoder']}).")  # fmt: skip
     else:
         lines.append("Not recorded in this model's config.")
     lines += ["", "## Results", ""]

@@ -152,12 +152,16 @@ def test_rehearsal_mixes_the_other_hands_into_each_epoch_and_reads_them_before_a
     assert trained["dataset"] == [str(tmp_path / "out" / "data"), str(parquet_dataset)]
     own, other = trained["dataset_weights"]  # 24 lines an epoch: 18 of the 12 transcribed, 6 of the 48 rehearsed
     assert own * 12 == pytest.approx(18) and other * 48 == pytest.approx(6)
-    rehearsed = report["rehearsal"]["datasets"][str(parquet_dataset)]
+    rehearsed = report["rehearsal"]["datasets"]["other-hands"]  # named by the folder, as records name datasets
     assert report["rehearsal"]["share"] == 0.25 and rehearsed["training lines"] == 48
     assert rehearsed["before"]["lines"] == rehearsed["after"]["lines"] == 12  # its validation split, read twice
     assert report["validation lines"] == 6  # validation (and the best model) stays the collection's
     assert (tmp_path / "out" / "rehearsal-before.json").is_file()
     assert "## Rehearsal" in (tmp_path / "out" / "report.md").read_text()
+    card = (tmp_path / "out" / "model" / "README.md").read_text()  # its licence and before/after, and its result
+    assert "`other-hands` (48 line images and transcriptions, rehearsed in the fine-tune: 25% of each" in card
+    assert "Rehearsed during the fine-tune, so that it keeps reading them: `other-hands`" in card
+    assert "| other-hands | validation | 12 |" in card
     learned = set(read_checkpoint(tmp_path / "out" / "model")["alphabet"]) - set(BASE_ALPHABET)
     assert learned == set(report["new characters"]) == {"&", "!"}  # the rehearsed texts' characters are named too
     with pytest.raises(ValueError, match="rehearse-share"):
