@@ -37,6 +37,7 @@ import math
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,12 +193,23 @@ def rehearsal_data(cfg: FinetuneConfig) -> tuple[dict[str, int], dict[str, datas
     return counts, sets, texts
 
 
+def kept_record(path: Path, make: Callable[[], dict], holds: Callable[[dict], bool] = lambda record: True) -> dict:
+    """The record a previous run kept in ``path`` when it ``holds`` for this run (a resumed run reuses it), else
+    ``make()``'s, kept there (written atomically)."""
+    if path.is_file():
+        record = json.loads(path.read_text())
+        if holds(record):
+            return record
+    record = make()
+    atomic_write(path, lambda f: f.write(json.dumps(record).encode()))
+    return record
+
+
 def rehearsal_before(cfg: FinetuneConfig, base: dict, sets: dict[str, datasets.Dataset], path: Path) -> dict:
     """The base's reading of each rehearsed dataset's validation lines (kept in ``path``: a resumed run reuses it)."""
-    readings = json.loads(path.read_text()) if path.is_file() else {}
-    if set(readings) != set(sets):
-        readings = {source: measure(base, cfg.base, split, cfg.decoder) for source, split in sets.items()}
-        atomic_write(path, lambda f: f.write(json.dumps(readings).encode()))
+    readings = kept_record(path, lambda: {source: measure(base, cfg.base, split, cfg.decoder)
+                                          for source, split in sets.items()},
+                           lambda kept: set(kept) == set(sets))  # fmt: skip
     for source, reading in readings.items():
         log.info("rehearse %s: CER before %.2f%% (%d validation lines)", source, 100 * reading["cer"], reading["lines"])
     return readings
@@ -291,21 +303,17 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     chosen = planned(len(train_texts), cfg.choices)
     untranscribed = untranscribed_lines(cfg, data, out / "untranscribed") if cfg.self_train else None
 
-    before_path = out / "before.json"
-    if before_path.is_file():
-        before = json.loads(before_path.read_text())
-    else:
-        before = measure(base, cfg.base, data["validation"], cfg.decoder)
-        atomic_write(before_path, lambda f: f.write(json.dumps(before).encode()))
+    before = kept_record(out / "before.json", lambda: measure(base, cfg.base, data["validation"], cfg.decoder))
     log.info("before: CER %.2f%%  WER %.2f%% (%s, %d validation lines)", 100 * before["cer"], 100 * before["wer"],
              before["decoder"], before["lines"])  # fmt: skip
     kept_before = rehearsal_before(cfg, base, kept_sets, out / "rehearsal-before.json")
-    before["at end seconds"] = sum(reading["seconds"] for reading in kept_before.values())  # read again at the end
+    budget = Budget(cfg.minutes, start, before["seconds"], before["lines"],
+                    end_seconds=sum(reading["seconds"] for reading in kept_before.values()))  # fmt: skip
 
     rounds = cfg.self_train if untranscribed is not None and len(untranscribed) else 0
     minutes = 0.0
     if cfg.minutes:  # the supervised training's share of what is left once the evaluations and the LM are paid for
-        minutes = training_share(cfg, start, before, rounds + 1, rounds, len(untranscribed or []))
+        minutes = budget.training_share(rounds + 1, rounds, len(untranscribed or []))
         if minutes <= 0.5:
             raise ValueError(f"--minutes {cfg.minutes:g} leaves no time to train (reading the validation lines takes "
                              f"{before['seconds'] / 60:.1f} min): give more")  # fmt: skip
@@ -338,7 +346,7 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     trained = {"epochs": len(result["history"]), "steps": last_step(result), "minutes": training_minutes(result)}
     if rounds:
         best = Stage(tuned, result, after, chosen, "the transcribed lines")
-        best, self_training = self_train(cfg, data, untranscribed, best, start, before, rounds, progress, rehearsal)
+        best, self_training = self_train(cfg, data, untranscribed, best, budget, rounds, progress, rehearsal)
         tuned, result, after, chosen = best.checkpoint, best.result, best.reading, best.chosen
         tuned["lm"] = lm.to_state()
         for done in self_training["rounds"]:  # the model's own lineage, and every minute trained
@@ -416,17 +424,27 @@ def planned(lines: int, given: dict) -> dict[str, Choice]:
     return chosen
 
 
-def training_share(cfg: FinetuneConfig, start: float, before: dict, trainings: int, readings: int,
-                   untranscribed: int, reading_per_line: float = 0.0) -> float:  # fmt: skip
-    """Minutes for the next of ``trainings`` trainings still to run (the supervised one, then each self-training
-    round): what is left of ``--minutes`` once each one's evaluation (about as long as the first, ``before``), the
-    ``readings`` of the ``untranscribed`` lines still to make (``reading_per_line`` seconds a line, as a round
-    measured it; else 1.5 times the validation's rate) and the end (LM, export: a minute; the rehearsed datasets'
-    validation read again, ``before["at end seconds"]``) are paid for, shared evenly."""
-    evaluation = 1.2 * before["seconds"] / 60
-    per_line = (reading_per_line or 1.5 * before["seconds"] / max(1, before["lines"])) / 60
-    left = cfg.minutes - (time.monotonic() - start) / 60 - 1.0 - 1.2 * before.get("at end seconds", 0) / 60
-    return (left - trainings * evaluation - readings * untranscribed * per_line) / trainings
+@dataclass
+class Budget:
+    """``--minutes`` from ``start`` (``time.monotonic``), and what it pays for besides training: the validation
+    read after each training (about as long as the base's reading, ``evaluation_seconds`` for ``validation_lines``)
+    and the end (LM, export: a minute; ``end_seconds``: the rehearsed datasets' validation read again)."""
+
+    minutes: float
+    start: float
+    evaluation_seconds: float
+    validation_lines: int
+    end_seconds: float = 0.0
+
+    def training_share(self, trainings: int, readings: int, untranscribed: int, reading_per_line: float = 0.0) -> float:
+        """Minutes for the next of ``trainings`` trainings still to run (the supervised one, then each
+        self-training round): what is left once each one's evaluation, the ``readings`` of the ``untranscribed``
+        lines still to make (``reading_per_line`` seconds a line, as a round measured it; else 1.5 times the
+        validation's rate) and the end are paid for, shared evenly."""
+        evaluation = 1.2 * self.evaluation_seconds / 60
+        per_line = (reading_per_line or 1.5 * self.evaluation_seconds / max(1, self.validation_lines)) / 60
+        left = self.minutes - (time.monotonic() - self.start) / 60 - 1.0 - 1.2 * self.end_seconds / 60
+        return (left - trainings * evaluation - readings * untranscribed * per_line) / trainings
 
 
 @dataclass
@@ -468,9 +486,8 @@ def untranscribed_lines(cfg: FinetuneConfig, data: datasets.DatasetDict, folder:
     return datasets.load_from_disk(str(folder))
 
 
-def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.Dataset, best: Stage, start: float,
-               before: dict, rounds: int, progress: bool,
-               rehearsal: dict[str, int] | None = None) -> tuple[Stage, dict]:  # fmt: skip
+def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.Dataset, best: Stage, budget: Budget,
+               rounds: int, progress: bool, rehearsal: dict[str, int] | None = None) -> tuple[Stage, dict]:  # fmt: skip
     """Rounds of self-training (`htr.training.self_training`) from ``best``: its readings of ``lines`` (the more
     confident ``cfg.pseudo_share``) join the transcribed lines, and a model trained from it on both replaces it
     when it reads validation better; the rounds stop at the first that does not. The best stage and the record."""
@@ -483,7 +500,7 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
     for number in range(1, rounds + 1):
         folder = Path(cfg.output) / f"self-train-{number}"
         trainings = rounds - number + 1  # this round's and those after it, each with its reading
-        share = training_share(cfg, start, before, trainings, trainings, len(lines), reading_per_line)
+        share = budget.training_share(trainings, trainings, len(lines), reading_per_line)
         if cfg.minutes and share <= 0.5:
             log.warning("self-training round %d: no time left in --minutes %g; stopped", number, cfg.minutes)
             break
@@ -502,7 +519,7 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
             combined = datasets.load_from_disk(str(folder / "data"))
         minutes = 0.0
         if cfg.minutes:  # this round's reading paid for
-            minutes = training_share(cfg, start, before, trainings, trainings - 1, len(lines), reading_per_line)
+            minutes = budget.training_share(trainings, trainings - 1, len(lines), reading_per_line)
             if minutes <= 0.5:
                 log.warning("self-training round %d: no time left in --minutes %g; stopped", number, cfg.minutes)
                 break

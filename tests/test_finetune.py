@@ -297,20 +297,37 @@ def test_self_training_reads_the_untranscribed_lines_and_keeps_a_round_only_if_i
 
 def test_the_budget_shares_pay_for_every_reading_and_evaluation_and_end_within_it(monkeypatch):
     from htr import finetune as library
-    from htr.finetune import FinetuneConfig, training_share
+    from htr.finetune import Budget
 
     clock = [0.0]  # seconds
     monkeypatch.setattr(library.time, "monotonic", lambda: clock[0])
-    cfg = FinetuneConfig(data="d", output="o", base="b", minutes=70)
-    before = {"seconds": 60.0, "lines": 1000}  # the first evaluation: a minute
+    budget = Budget(minutes=70, start=0.0, evaluation_seconds=60.0, validation_lines=1000)  # an evaluation: a minute
     rounds, lines, reading_per_line = 2, 5000, 0.09  # each reading: 7.5 minutes, as estimated (1.5 x 0.06 s)
-    trained = [training_share(cfg, 0.0, before, rounds + 1, rounds, lines)]
+    trained = [budget.training_share(rounds + 1, rounds, lines)]
+    with_rehearsal = Budget(minutes=70, start=0.0, evaluation_seconds=60.0, validation_lines=1000, end_seconds=150.0)
+    assert with_rehearsal.training_share(rounds + 1, rounds, lines) == pytest.approx(trained[0] - 1.2 * 2.5 / 3)
     clock[0] += 60 * (trained[-1] + 1.2)  # the supervised training and its evaluation
     for number in range(1, rounds + 1):
         trainings = rounds - number + 1
-        assert training_share(cfg, 0.0, before, trainings, trainings, lines, reading_per_line) > 0.5
+        assert budget.training_share(trainings, trainings, lines, reading_per_line) > 0.5
         clock[0] += lines * reading_per_line
-        trained.append(training_share(cfg, 0.0, before, trainings, trainings - 1, lines, reading_per_line))
+        trained.append(budget.training_share(trainings, trainings - 1, lines, reading_per_line))
         clock[0] += 60 * (trained[-1] + 1.2)
     assert trained == pytest.approx([trained[0]] * 3)  # shared evenly when every estimate holds
     assert clock[0] / 60 + 1.0 == pytest.approx(70)  # the end's minute: within the budget, not past it
+
+
+def test_a_kept_record_is_reused_while_it_holds_and_made_again_when_not(tmp_path):
+    from htr.finetune import kept_record
+
+    made = []
+
+    def make(value):
+        made.append(value)
+        return {"value": value}
+
+    path = tmp_path / "record.json"
+    assert kept_record(path, lambda: make(1)) == {"value": 1}
+    assert kept_record(path, lambda: make(2)) == {"value": 1}  # a resumed run reuses it
+    assert kept_record(path, lambda: make(3), lambda kept: kept["value"] == 3) == {"value": 3}  # no longer holds
+    assert made == [1, 3] and json.loads(path.read_text()) == {"value": 3}
