@@ -73,7 +73,11 @@ def test_carved_validation_is_deterministic(parquet_dataset):
 
 
 def test_unreachable_hub_says_how_to_use_a_local_copy(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at import: the libraries already imported are told directly
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DatasetSourceError, match="local copy"):
         load_splits("no-such-user/no-such-dataset-htr")
 

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,11 @@ def test_htr_read_prints_what_predict_py_prints():
 
 
 def test_every_subcommand_answers_help_and_an_unknown_one_is_refused():
-    for name in COMMANDS:
-        helped = run(sys.executable, "-m", "htr.cli", name, "--help")
-        assert helped.returncode == 0 and helped.stdout.startswith("usage:"), (name, helped.stderr)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # one process each, started side by side
+        helped = dict(zip(COMMANDS, pool.map(lambda name: run(sys.executable, "-m", "htr.cli", name, "--help"),
+                                             COMMANDS)))  # fmt: skip
+    for name, answer in helped.items():
+        assert answer.returncode == 0 and answer.stdout.startswith("usage:"), (name, answer.stderr)
     unknown = run(sys.executable, "-m", "htr.cli", "tarin")
     assert unknown.returncode == 2 and "unknown command 'tarin'" in unknown.stderr and "train" in unknown.stderr
 
