@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import datasets
 
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 LM_ORDER = 6
 VALIDATION_LINES_WHILE_TRAINING = 500  # lines validated after each epoch (all of them before and after)
 WORSE_LINES_SHOWN = 20
+SOURCE_RECORD = "source.json"  # beside a kept dataset: what it was made from
+Kept = TypeVar("Kept", datasets.Dataset, datasets.DatasetDict)
 OLD_PAPER = {"show_through_p": 0.2, "neighbour_p": 0.3, "fade_p": 0.2, "blot_p": 0.1, "stain_p": 0.2}  # old_paper
 REHEARSE_SHARE = 0.25  # of each epoch's lines, from the --rehearse datasets (docs/results.md, "Fine-tuning")
 
@@ -144,15 +147,19 @@ def document_of(group: str) -> str:
 def prepare_data(cfg: FinetuneConfig, folder: Path) -> datasets.DatasetDict:
     """The train and validation lines, cut out once and kept in ``folder`` (read back when it exists, so that a
     resumed run sees the same split)."""
-    recorded = folder / "source.json"
     asked = {"data": str(Path(cfg.data).expanduser().resolve()) if Path(cfg.data).expanduser().exists() else cfg.data,
              "max_lines": cfg.max_lines, "split_by": cfg.split_by, "val_fraction": cfg.val_fraction,
              "seed": cfg.seed}  # fmt: skip
-    if recorded.is_file():
-        if json.loads(recorded.read_text()) != asked:
-            raise ValueError(f"{folder.parent} holds a fine-tune of other data or settings "
-                             f"({recorded}): give another --output")  # fmt: skip
-        return datasets.load_from_disk(str(folder))
+    kept = kept_source(folder)
+    if kept is not None and kept != asked:
+        raise ValueError(f"{folder.parent} holds a fine-tune of other data or settings "
+                         f"({folder / SOURCE_RECORD}): give another --output")  # fmt: skip
+    return kept_dataset(folder, asked, lambda: split_lines(cfg))
+
+
+def split_lines(cfg: FinetuneConfig) -> datasets.DatasetDict:
+    """The data's train and validation lines: its own validation split, else one carved out by page or document;
+    the first ``cfg.max_lines`` training lines when given."""
     splits = load_splits(cfg.data, carve=False)
     if "validation" not in splits:
         train = splits["train"]
@@ -168,10 +175,7 @@ def prepare_data(cfg: FinetuneConfig, folder: Path) -> datasets.DatasetDict:
     if not len(splits["train"]) or not len(splits["validation"]):
         raise DatasetSourceError(f"{cfg.data}: too few lines to hold some out for validation "
                                  f"({len(splits['train'])} train, {len(splits['validation'])} validation)")  # fmt: skip
-    data = datasets.DatasetDict({"train": splits["train"], "validation": splits["validation"]})
-    data.save_to_disk(str(folder))
-    atomic_write(recorded, lambda f: f.write(json.dumps(asked).encode()))
-    return datasets.load_from_disk(str(folder))
+    return datasets.DatasetDict({"train": splits["train"], "validation": splits["validation"]})
 
 
 def rehearsal_data(cfg: FinetuneConfig) -> tuple[dict[str, int], dict[str, datasets.Dataset], list[str]]:
@@ -203,6 +207,27 @@ def kept_record(path: Path, make: Callable[[], dict], holds: Callable[[dict], bo
     record = make()
     atomic_write(path, lambda f: f.write(json.dumps(record).encode()))
     return record
+
+
+def kept_source(folder: Path) -> dict | None:
+    """What the dataset kept in ``folder`` was made from (`kept_dataset`), or None when none is kept there."""
+    recorded = folder / SOURCE_RECORD
+    return json.loads(recorded.read_text()) if recorded.is_file() else None
+
+
+def kept_dataset(folder: Path, asked: dict, make: Callable[[], Kept]) -> Kept:
+    """The dataset a previous run kept in ``folder`` for the same ``asked`` (a resumed run reads it back), else
+    ``make()``'s, kept there with ``asked`` beside it: saved under another name and renamed into place, so that a run
+    interrupted while saving leaves nothing that reads as kept."""
+    if kept_source(folder) == asked:
+        return datasets.load_from_disk(str(folder))
+    part = folder.with_name(folder.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)  # what an interrupted run left half-written
+    make().save_to_disk(str(part))
+    (part / SOURCE_RECORD).write_text(json.dumps(asked))
+    shutil.rmtree(folder, ignore_errors=True)  # made from something else
+    part.rename(folder)
+    return datasets.load_from_disk(str(folder))
 
 
 def rehearsal_before(cfg: FinetuneConfig, base: dict, sets: dict[str, datasets.Dataset], path: Path) -> dict:
@@ -463,27 +488,23 @@ def untranscribed_lines(cfg: FinetuneConfig, data: datasets.DatasetDict, folder:
     line of ``--unlabelled``; cut out once and kept in ``folder``."""
     from htr.data import load_untranscribed
 
-    recorded = folder / "source.json"
-    asked = {"data": cfg.data, "unlabelled": cfg.unlabelled}
-    if recorded.is_file() and json.loads(recorded.read_text()) == asked:
-        return datasets.load_from_disk(str(folder))
-    parts = []
-    if Path(cfg.data).expanduser().is_dir():
-        own = load_untranscribed(cfg.data)
-        held_out = set(data["validation"]["group"]) if "group" in data["validation"].column_names else set()
-        parts.append(own.filter(lambda row: row["group"] not in held_out and document_of(row["group"]) not in
-                                held_out))  # fmt: skip
-    parts += [load_untranscribed(path, all_lines=True) for path in cfg.unlabelled]
-    lines = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({"image": [], "text": []})
+    def cut_out() -> datasets.Dataset:
+        parts = []
+        if Path(cfg.data).expanduser().is_dir():
+            own = load_untranscribed(cfg.data)
+            held_out = set(data["validation"]["group"]) if "group" in data["validation"].column_names else set()
+            parts.append(own.filter(lambda row: row["group"] not in held_out and document_of(row["group"]) not in
+                                    held_out))  # fmt: skip
+        parts += [load_untranscribed(path, all_lines=True) for path in cfg.unlabelled]
+        return datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({"image": [], "text": []})
+
+    lines = kept_dataset(folder, {"data": cfg.data, "unlabelled": cfg.unlabelled}, cut_out)
     log.info("self-training: %d untranscribed lines (%s)", len(lines),
              ", ".join(["the data's own lines without text", *cfg.unlabelled]))  # fmt: skip
     if not len(lines):
         log.warning("self-training: no untranscribed lines to read (a line without text in the export, or "
                     "--unlabelled): skipped")  # fmt: skip
-        return lines
-    lines.save_to_disk(str(folder))
-    atomic_write(recorded, lambda f: f.write(json.dumps(asked).encode()))
-    return datasets.load_from_disk(str(folder))
+    return lines
 
 
 def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.Dataset, best: Stage, budget: Budget,
@@ -492,7 +513,6 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
     confident ``cfg.pseudo_share``) join the transcribed lines, and a model trained from it on both replaces it
     when it reads validation better; the rounds stop at the first that does not. The best stage and the record."""
     from htr.train import train
-    from htr.training.self_training import most_confident, pseudo_labelled, read_lines
 
     record: dict = {"untranscribed lines": len(lines), "share kept": cfg.pseudo_share,
                     "transcribed lines only": summary(best.reading), "rounds": []}  # fmt: skip
@@ -504,19 +524,12 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
         if cfg.minutes and share <= 0.5:
             log.warning("self-training round %d: no time left in --minutes %g; stopped", number, cfg.minutes)
             break
-        if (folder / "data" / "dataset_dict.json").is_file():  # read before this run was interrupted
-            combined = datasets.load_from_disk(str(folder / "data"))
-        else:
-            clock = time.monotonic()
-            readings = read_lines(best.checkpoint, best.name, lines, cfg.decoder)
+        asked = {"read by": best.name, "untranscribed lines": len(lines), "share kept": cfg.pseudo_share}
+        reads = kept_source(folder / "data") != asked  # else read before this run was interrupted
+        clock = time.monotonic()
+        combined = kept_dataset(folder / "data", asked, lambda stage=best: with_pseudo_labels(cfg, data, lines, stage))
+        if reads:
             reading_per_line = (time.monotonic() - clock) / max(1, len(lines))
-            pseudo = pseudo_labelled(lines, readings, most_confident(readings, cfg.pseudo_share))
-            train_split = datasets.concatenate_datasets([line_columns(data["train"]), line_columns(pseudo)])
-            combined = datasets.DatasetDict({"train": train_split, "validation": data["validation"]})
-            shutil.rmtree(folder / "data.part", ignore_errors=True)  # what an interrupted run left half-written
-            combined.save_to_disk(str(folder / "data.part"))
-            (folder / "data.part").rename(folder / "data")
-            combined = datasets.load_from_disk(str(folder / "data"))
         minutes = 0.0
         if cfg.minutes:  # this round's reading paid for
             minutes = budget.training_share(trainings, trainings - 1, len(lines), reading_per_line)
@@ -549,6 +562,18 @@ def self_train(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.
         best = Stage(model, result, reading, chosen, f"self-training round {number}")
     record["model"] = best.name
     return best, record
+
+
+def with_pseudo_labels(cfg: FinetuneConfig, data: datasets.DatasetDict, lines: datasets.Dataset,
+                       reader: Stage) -> datasets.DatasetDict:  # fmt: skip
+    """``data`` with ``reader``'s readings of the more confident ``cfg.pseudo_share`` of ``lines`` joining its
+    training lines as their text."""
+    from htr.training.self_training import most_confident, pseudo_labelled, read_lines
+
+    readings = read_lines(reader.checkpoint, reader.name, lines, cfg.decoder)
+    pseudo = pseudo_labelled(lines, readings, most_confident(readings, cfg.pseudo_share))
+    train_split = datasets.concatenate_datasets([line_columns(data["train"]), line_columns(pseudo)])
+    return datasets.DatasetDict({"train": train_split, "validation": data["validation"]})
 
 
 def last_step(result: dict) -> int:

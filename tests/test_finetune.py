@@ -331,3 +331,24 @@ def test_a_kept_record_is_reused_while_it_holds_and_made_again_when_not(tmp_path
     assert kept_record(path, lambda: make(2)) == {"value": 1}  # a resumed run reuses it
     assert kept_record(path, lambda: make(3), lambda kept: kept["value"] == 3) == {"value": 3}  # no longer holds
     assert made == [1, 3] and json.loads(path.read_text()) == {"value": 3}
+
+
+def test_a_kept_dataset_is_read_back_for_the_same_source_and_made_again_for_another(tmp_path):
+    import datasets
+
+    from htr.finetune import kept_dataset
+
+    made = []
+
+    def make(value):
+        made.append(value)
+        return datasets.Dataset.from_dict({"text": [value]})
+
+    folder = tmp_path / "data"
+    (tmp_path / "data.part").mkdir()  # what a run interrupted while saving left
+    (tmp_path / "data.part" / "junk").write_text("half-written")
+    assert kept_dataset(folder, {"n": 1}, lambda: make("a"))["text"] == ["a"]
+    assert not (tmp_path / "data.part").exists()
+    assert kept_dataset(folder, {"n": 1}, lambda: make("b"))["text"] == ["a"]  # a resumed run reads it back
+    assert kept_dataset(folder, {"n": 2}, lambda: make("c"))["text"] == ["c"]  # asked for other lines
+    assert made == ["a", "c"]
