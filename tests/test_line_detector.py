@@ -289,6 +289,13 @@ def test_reading_order_is_rows_top_to_bottom_then_left_to_right():
     assert reading_order(cells) == [cells[3], cells[2], cells[1], cells[4], cells[0]]
 
 
+def test_slanted_lines_whose_boxes_share_rows_are_read_top_to_bottom_not_left_to_right():
+    lines = [(40, 100, 1000, 180), (20, 140, 990, 220), (60, 180, 1010, 260)]  # centres 0.5 line heights apart
+    assert reading_order(lines) == lines  # not sorted by their left ends
+    date = (700, 150, 990, 175)  # a short line beside the text, in the rows of the first two lines' boxes
+    assert reading_order([lines[1], date, (20, 150, 600, 180)]) == [(20, 150, 600, 180), date, lines[1]]
+
+
 def test_parts_much_thinner_than_the_pages_lines_are_not_lines():
     probability = np.zeros((120, 300), np.float32)
     for top in (10, 40, 70):  # three lines of kernels 6 rows thick

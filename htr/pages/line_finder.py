@@ -30,6 +30,7 @@ MIN_KERNEL_AREA = 6  # output pixels; smaller parts are specks
 THIN_PART, FAINT_PART = 0.65, 0.5  # parts thinner / fainter than this share of the page's lines are not lines
 JOIN_GAP = 0.2  # parts of one line closer than this many line heights are joined (a wide word gap)
 SIDE_OVERLAP = 0.5  # parts overlapping by more line heights than this are not side by side (real pages: 0-2 alike)
+ROW_OVERLAP = 0.2  # boxes of one row (side by side) share at most this share of the narrower's width
 ONNX_METADATA = "line_finder"  # the key of an ONNX export's settings (threshold, geometry) in its metadata
 Box = tuple[int, int, int, int]
 
@@ -137,18 +138,26 @@ def _bordered(borders: np.ndarray | None, kernel: list[float], other: list[float
 
 
 def reading_order(boxes: list[Box]) -> list[Box]:
-    """Boxes top to bottom; those side by side (centres less than half a line height apart: a table's cells, a
-    date beside a line) left to right."""
+    """Boxes top to bottom; those side by side (centres less than half a line height apart, and no more than
+    ``ROW_OVERLAP`` of the narrower one's width over each other: a table's cells, a date beside a line) left to
+    right. Lines one above the other whose boxes share most of their rows (a slanted hand) stay top to bottom."""
     if not boxes:
         return []
     half = 0.5 * float(np.median([b[3] - b[1] for b in boxes]))
     rows: list[list[Box]] = []
     for box in sorted(boxes, key=lambda b: b[1] + b[3]):
-        if rows and (box[1] + box[3]) / 2 - (rows[-1][0][1] + rows[-1][0][3]) / 2 <= half:
+        if rows and (box[1] + box[3]) / 2 - (rows[-1][0][1] + rows[-1][0][3]) / 2 <= half and \
+                not any(_over_each_other(box, other) for other in rows[-1]):  # fmt: skip
             rows[-1].append(box)
         else:
             rows.append([box])
     return [box for row in rows for box in sorted(row, key=lambda b: b[0])]
+
+
+def _over_each_other(box: Box, other: Box) -> bool:
+    """Whether two boxes share more than ``ROW_OVERLAP`` of the narrower one's width."""
+    shared = min(box[2], other[2]) - max(box[0], other[0])
+    return shared > ROW_OVERLAP * min(box[2] - box[0], other[2] - other[0])
 
 
 class LineFinder:
