@@ -84,7 +84,7 @@ def main() -> None:
             ax.plot([b["confidence"] for b in table], [b["accuracy"] for b in table], marker="o", label=label)
         ax.set(xlabel="mean line confidence (bins of equal line counts)", ylabel="line accuracy (1 - CER)",
                xlim=(0, 1), ylim=(0, 1), title=args.title or ", ".join(tables))  # fmt: skip
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)  # under the diagonal: above it is where models lie
         fig.tight_layout()
         fig.savefig(args.output, dpi=120)
         print(f"plot: {args.output}")

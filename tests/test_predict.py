@@ -1,9 +1,11 @@
 """predict.py as a user runs it: formats, input order, bad inputs and bad checkpoints."""
 
 import json
+import os
 import random
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def predict(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "predict.py", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
+
+
+def predict_each(*runs: list[str]) -> list[subprocess.CompletedProcess]:
+    """``predict`` with each run's arguments, the runs side by side (one process each), results in order."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(lambda args: predict(*args), runs))
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +87,16 @@ def test_decoder_options_and_confidence_columns(checkpoint, images, tmp_path):
     built = subprocess.run([sys.executable, "-m", "htr.lm", "build", "-o", str(lm), str(images / "notes.txt")],
                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert built.returncode == 0, built.stderr
-    for options in (["--decoder", "greedy"], ["--decoder", "beam", "--lm", "none"], ["--lm", str(lm)]):
-        result = predict("--checkpoint", checkpoint, "--format", "tsv", *options, str(images / "a.png"))
+    a = str(images / "a.png")
+    decoders = (["--decoder", "greedy"], ["--decoder", "beam", "--lm", "none"], ["--lm", str(lm)])
+    *decoded, missing, bad = predict_each(*(["--checkpoint", checkpoint, "--format", "tsv", *o, a] for o in decoders),
+                                          ["--checkpoint", checkpoint, "--lm", str(tmp_path / "nope.arpa"), a],
+                                          ["--checkpoint", checkpoint, "--beam-width", "0", a])  # fmt: skip
+    for result in decoded:
         assert result.returncode == 0, result.stderr
         path, text, confidence = result.stdout.rstrip("\n").split("\t")
-        assert path == str(images / "a.png") and 0 <= float(confidence) <= 1
-    missing = predict("--checkpoint", checkpoint, "--lm", str(tmp_path / "nope.arpa"), str(images / "a.png"))
+        assert path == a and 0 <= float(confidence) <= 1
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
-    bad = predict("--checkpoint", checkpoint, "--beam-width", "0", str(images / "a.png"))
     assert bad.returncode == 2 and "--beam-width" in bad.stderr
 
 
@@ -121,8 +131,8 @@ def test_bad_checkpoints_get_one_line_and_exit_2_and_never_run_code(checkpoint, 
         "random.pth": "corrupt", "truncated.pth": "truncated", "empty.pth": "truncated",
         "malicious.pth": "never code", "foreign.pth": "not an htr model checkpoint", "newer.pth": "format 99",
     }  # fmt: skip
-    for name, reason in expected.items():
-        result = predict("--checkpoint", str(tmp_path / name), str(images / "a.png"))
+    results = predict_each(*(["--checkpoint", str(tmp_path / name), str(images / "a.png")] for name in expected))
+    for (name, reason), result in zip(expected.items(), results):
         assert result.returncode == 2, (name, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and reason in lines[0], (name, result.stderr)
