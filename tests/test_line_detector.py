@@ -292,8 +292,8 @@ def test_reading_order_is_rows_top_to_bottom_then_left_to_right():
 def test_slanted_lines_whose_boxes_share_rows_are_read_top_to_bottom_not_left_to_right():
     lines = [(40, 100, 1000, 180), (20, 140, 990, 220), (60, 180, 1010, 260)]  # centres 0.5 line heights apart
     assert reading_order(lines) == lines  # not sorted by their left ends
-    date = (700, 150, 990, 175)  # a short line beside the text, in the rows of the first two lines' boxes
-    assert reading_order([lines[1], date, (20, 150, 600, 180)]) == [(20, 150, 600, 180), date, lines[1]]
+    address, date = (20, 150, 600, 180), (700, 150, 990, 175)  # side by side, above a line whose box reaches up
+    assert reading_order([lines[1], date, address]) == [address, date, lines[1]]
 
 
 def test_parts_much_thinner_than_the_pages_lines_are_not_lines():
