@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,13 @@ def render_line(text: str, size: int = 24, ink: int = 20, paper: int = 250) -> I
     image = Image.new("L", (right - left + 16, bottom - top + 12), paper)
     ImageDraw.Draw(image).text((8 - left, 6 - top), text, font=font, fill=ink)
     return image
+
+
+def side_by_side(call: Callable, arguments: Iterable) -> list:
+    """``call`` on each of ``arguments`` in threads, one per core (each call a process of its own: a command the
+    test runs), results in order."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(call, arguments))
 
 
 def png_bytes(image: Image.Image) -> bytes:

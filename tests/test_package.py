@@ -4,13 +4,13 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from htr import shipped
 from htr.cli import COMMANDS
+from tests.conftest import side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.png"))
@@ -28,8 +28,7 @@ def test_htr_read_prints_what_predict_py_prints():
 
 
 def test_every_subcommand_answers_help_and_an_unknown_one_is_refused():
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # one process each, started side by side
-        helped = dict(zip(COMMANDS, pool.map(lambda name: run(sys.executable, "-m", "htr.cli", name, "--help"),
+    helped = dict(zip(COMMANDS, side_by_side(lambda name: run(sys.executable, "-m", "htr.cli", name, "--help"),
                                              COMMANDS)))  # fmt: skip
     for name, answer in helped.items():
         assert answer.returncode == 0 and answer.stdout.startswith("usage:"), (name, answer.stderr)

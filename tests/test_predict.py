@@ -1,11 +1,9 @@
 """predict.py as a user runs it: formats, input order, bad inputs and bad checkpoints."""
 
 import json
-import os
 import random
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 from htr.alphabet import Alphabet
 from htr.checkpoint import atomic_save, model_checkpoint
 from htr.model import CRNN, ModelConfig
-from tests.conftest import render_line
+from tests.conftest import render_line, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +24,7 @@ def predict(*args: str) -> subprocess.CompletedProcess:
 
 def predict_each(*runs: list[str]) -> list[subprocess.CompletedProcess]:
     """``predict`` with each run's arguments, the runs side by side (one process each), results in order."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(lambda args: predict(*args), runs))
+    return side_by_side(lambda args: predict(*args), runs)
 
 
 @pytest.fixture(scope="module")
