@@ -136,6 +136,29 @@ def test_bad_checkpoints_get_one_line_and_exit_2_and_never_run_code(checkpoint, 
     assert not marker.exists()  # the payload was refused, not executed
 
 
+def test_every_page_of_a_pdf_and_of_a_tiff_is_read_and_written(checkpoint, images, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    lines = [render_line(text).convert("RGB") for text in ("one", "two", "three")]
+    lines[0].save(scans / "scan.tif", save_all=True, append_images=lines[1:2])
+    lines[0].save(scans / "letter.pdf", save_all=True, append_images=lines[1:])  # after the TIFF: it leaves settings
+    (scans / "broken.pdf").write_bytes(b"%PDF-1.4 and nothing else")
+    tsv, xml = predict_each(
+        ["--checkpoint", checkpoint, "--format", "tsv", str(scans / "letter.pdf"), str(scans / "broken.pdf"),
+         str(scans / "scan.tif"), str(images / "a.png")],
+        ["--checkpoint", checkpoint, "--format", "page", "--output-dir", str(tmp_path / "xml"), str(scans)],
+    )  # fmt: skip
+    assert tsv.returncode == xml.returncode == 1  # the broken PDF, alone
+    pdf, tif = scans / "letter.pdf", scans / "scan.tif"
+    assert [line.split("\t")[0] for line in tsv.stdout.splitlines()] == [
+        f"{pdf}#page=1", f"{pdf}#page=2", f"{pdf}#page=3", f"{tif}#page=1", f"{tif}#page=2", str(images / "a.png")
+    ]  # fmt: skip
+    assert [line.split(": ")[0] for line in tsv.stderr.strip().splitlines()] == [str(scans / "broken.pdf")]
+    written = sorted(p.name for p in (tmp_path / "xml").iterdir())
+    assert written == ["letter-page1.xml", "letter-page2.xml", "letter-page3.xml", "scan-page1.xml", "scan-page2.xml"]
+    assert 'imageFilename="letter.pdf#page=2"' in (tmp_path / "xml" / "letter-page2.xml").read_text()
+
+
 def test_random_bytes_never_escape_as_a_traceback(tmp_path):
     from htr.checkpoint import CheckpointError, read_checkpoint
 
@@ -203,5 +226,5 @@ def test_ctrl_c_while_images_are_prepared_stops_without_preparing_the_rest(tmp_p
 
     args = argparse.Namespace(format="text", segment="auto", overwrite=False, output_dir=None, batch_size=16)
     with pytest.raises(KeyboardInterrupt):
-        predict_module.read_chunk(InterruptedRecognizer(), files, args, set())
+        predict_module.read_chunk(InterruptedRecognizer(), predict_module.sources(files), args, set())
     assert len(prepared) <= 4  # those already started, not all 40

@@ -4,14 +4,15 @@
     htr read --format json scans/ "photos/**/*.jpg"
     htr read --format page --output-dir transcriptions/ scans/   # PAGE XML for Transkribus/eScriptorium
 
-PATH is an image file, a folder (its images, sorted by name) or a glob pattern. Results are printed in
-input order on stdout; a page's lines are joined by newlines (text), " / " (tsv), or listed with their boxes
-(JSON "lines"); JSON gives every line's words with their boxes and confidences. --format page (PAGE XML
-2019-07-15) or alto (ALTO 4.4) writes one XML file per image, IMAGE_STEM.xml beside it or in --output-dir,
-and prints "IMAGE -> XML (N lines)"; an existing file is kept unless --overwrite. An input that cannot be read
-gets one line on stderr and the others still run. On a CPU the network runs from the checkpoint's ONNX export
-beside it (a model folder's model.onnx; the shipped model's is int8) when it was made from that very checkpoint
-(--onnx; else PyTorch).
+PATH is an image file, a PDF, a folder (its images and PDFs, sorted by name) or a glob pattern. Each page of a
+PDF (rendered at 300 dpi; needs pypdfium2) and of a multi-page TIFF is read as an image of its own, named
+FILE#page=N. Results are printed in input order on stdout; a page's lines are joined by newlines (text), " / "
+(tsv), or listed with their boxes (JSON "lines"); JSON gives every line's words with their boxes and confidences.
+--format page (PAGE XML 2019-07-15) or alto (ALTO 4.4) writes one XML file per image, IMAGE_STEM.xml (a page of
+several: FILE_STEM-pageN.xml) beside it or in --output-dir, and prints "IMAGE -> XML (N lines)"; an existing file
+is kept unless --overwrite. An input that cannot be read gets one line on stderr and the others still run. On a
+CPU the network runs from the checkpoint's ONNX export beside it (a model folder's model.onnx; the shipped model's
+is int8) when it was made from that very checkpoint (--onnx; else PyTorch).
 Exit status: 0 when every image was read, 1 when some failed, 2 for usage errors or an unusable checkpoint.
 """
 
@@ -23,6 +24,7 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from htr.cli.options import (
     add_checkpoint_argument,
@@ -32,7 +34,8 @@ from htr.cli.options import (
     command_name,
     decoder_options,
 )
-from htr.reading.preprocess import IMAGE_SUFFIXES, failure_reason
+from htr.reading.documents import READABLE_SUFFIXES, page_count
+from htr.reading.preprocess import failure_reason
 
 CHUNK = 256  # images prepared and read together
 XML_FORMATS = ("page", "alto")
@@ -44,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image file, folder or glob pattern")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="image file, PDF, folder or glob pattern")
     add_checkpoint_argument(parser)
     parser.add_argument(
         "--format",
@@ -84,11 +87,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+class Source(NamedTuple):
+    """One image to read: page ``index`` (from 0) of file ``path``; ``name``: what its results and messages are
+    called (the path, or ``path#page=N`` for a page of a file of several)."""
+
+    path: str
+    index: int
+    name: str
+
+
 def expand(path: str) -> tuple[list[str], str | None]:
-    """Image files named by ``path`` (file, folder or glob), or an error reason."""
+    """Image and PDF files named by ``path`` (file, folder or glob), or an error reason."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in READABLE_SUFFIXES)
         return files, None if files else "folder holds no images"
     if p.exists():
         return [path], None
@@ -108,9 +120,19 @@ def emit(fmt: str, page) -> None:
         print(page.text)
 
 
-def xml_target(file: str, args: argparse.Namespace) -> Path:
-    """Where the PAGE/ALTO file of image ``file`` goes."""
-    return Path(args.output_dir or Path(file).parent) / (Path(file).stem + ".xml")
+def sources(files: list[str]) -> list[Source]:
+    """The images of ``files``: one per file, one per page of a PDF or a multi-page TIFF."""
+    found = []
+    for file in files:
+        count = page_count(file)
+        found.extend(Source(file, i, f"{file}#page={i + 1}" if count > 1 else file) for i in range(count))
+    return found
+
+
+def xml_target(source: Source, args: argparse.Namespace) -> Path:
+    """Where the PAGE/ALTO file of ``source`` goes: IMAGE_STEM.xml, or FILE_STEM-pageN.xml for a page of several."""
+    stem = Path(source.path).stem + (f"-page{source.index + 1}" if source.name != source.path else "")
+    return Path(args.output_dir or Path(source.path).parent) / (stem + ".xml")
 
 
 def write_xml(target: Path, page, fmt: str) -> None:
@@ -124,64 +146,64 @@ def write_xml(target: Path, page, fmt: str) -> None:
     print(f"{page.source} -> {target} ({count} line{'s' if count != 1 else ''})")
 
 
-def read_chunk(recognizer, files: list[str], args: argparse.Namespace, claimed: set[Path]) -> bool:
-    """Read and print (or write) ``files`` (lines of all of them batched together by width); True when one
+def read_chunk(recognizer, images: list[Source], args: argparse.Namespace, claimed: set[Path]) -> bool:
+    """Read and print (or write) ``images`` (lines of all of them batched together by width); True when one
     failed. ``claimed``: XML files this run has written or will write (never two images to one file)."""
-    from htr.reading.preprocess import load_image
+    from htr.reading.documents import load_page
 
     failed = False
     positions = args.format in ("json", *XML_FORMATS)
-    wanted: list[tuple[str, Path | None]] = []  # files to read, and their XML files
+    wanted: list[tuple[Source, Path | None]] = []  # images to read, and their XML files
 
-    def refuse(file: str, target: Path | None) -> bool:  # True: its XML file must not be written (said why)
+    def refuse(image: Source, target: Path | None) -> bool:  # True: its XML file must not be written (said why)
         if target is not None and (target in claimed or (target.exists() and not args.overwrite)):
             why = "written for another image of this run" if target in claimed else "exists (--overwrite replaces it)"
-            print(f"{file}: not written: {target} {why}", file=sys.stderr)
+            print(f"{image.name}: not written: {target} {why}", file=sys.stderr)
             return True
         return False
 
-    for file in files:
-        target = xml_target(file, args) if args.format in XML_FORMATS else None
-        if refuse(file, target):
+    for image in images:
+        target = xml_target(image, args) if args.format in XML_FORMATS else None
+        if refuse(image, target):
             failed = True
         else:
-            wanted.append((file, target))
+            wanted.append((image, target))
 
-    def prepare(file: str):  # -> htr.inference.PreparedImage
-        return recognizer.prepare_image(load_image(file), args.segment)
+    def prepare(image: Source):  # -> htr.inference.PreparedImage
+        return recognizer.prepare_image(load_page(image.path, image.index), args.segment)
 
-    read_ok: list[tuple[str, object, Path | None]] = []  # file, its prepared lines, its XML file
+    read_ok: list[tuple[Source, object, Path | None]] = []  # image, its prepared lines, its XML file
     lines = []
     # as many images at once as the network reads batches at once (ONNX Runtime: one per core; PyTorch: one, as its
     # own threads use the cores): decoding, resizing and the line finder release the GIL
     pool = ThreadPoolExecutor(recognizer.network.parallel_calls)
     try:
-        for (file, target), preparing in zip(wanted, [pool.submit(prepare, file) for file, _ in wanted]):
+        for (image, target), preparing in zip(wanted, [pool.submit(prepare, image) for image, _ in wanted]):
             try:
                 prepared = preparing.result()
             except Exception as error:  # any decoding problem: name the file, go on with the others
-                print(f"{file}: cannot read image: {failure_reason(file, error)}", file=sys.stderr)
+                print(f"{image.name}: cannot read image: {failure_reason(image.path, error)}", file=sys.stderr)
                 failed = True
                 continue
-            if refuse(file, target):  # an earlier image of this chunk has the same XML file
+            if refuse(image, target):  # an earlier image of this chunk has the same XML file
                 failed = True
                 continue
             if target is not None:
                 claimed.add(target)
             lines.extend(prepared.lines)
-            read_ok.append((file, prepared, target))
+            read_ok.append((image, prepared, target))
     finally:  # Ctrl-C: the images not started yet are dropped, not prepared first
         pool.shutdown(cancel_futures=True)
     readings = iter(recognizer.read_prepared(lines, args.batch_size, with_positions=positions))
-    for file, prepared, target in read_ok:
-        page = recognizer.page(prepared, [next(readings) for _ in prepared.lines], source=file)
+    for image, prepared, target in read_ok:
+        page = recognizer.page(prepared, [next(readings) for _ in prepared.lines], source=image.name)
         if target is None:
             emit(args.format, page)
             continue
         try:
             write_xml(target, page, args.format)
         except OSError as error:
-            print(f"{file}: cannot write {target}: {failure_reason(str(target), error)}", file=sys.stderr)
+            print(f"{image.name}: cannot write {target}: {failure_reason(str(target), error)}", file=sys.stderr)
             failed = True
     sys.stdout.flush()
     return failed
@@ -215,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
         files.extend(found)
     claimed: set[Path] = set()
-    for start in range(0, len(files), CHUNK):  # a chunk at a time: memory stays bounded on big folders
-        failed |= read_chunk(recognizer, files[start : start + CHUNK], args, claimed)
+    images = sources(files)
+    for start in range(0, len(images), CHUNK):  # a chunk at a time: memory stays bounded on big folders
+        failed |= read_chunk(recognizer, images[start : start + CHUNK], args, claimed)
     return 1 if failed else 0
 
 

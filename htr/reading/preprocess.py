@@ -37,8 +37,9 @@ class ImageRefused(ValueError):
     """An image that is not read on purpose (too large to decode safely)."""
 
 
-def load_image(source: str | Path | bytes) -> Image.Image:
-    """Open an image from a path or encoded bytes and decode its first frame.
+def load_image(source: str | Path | bytes, frame: int = 0) -> Image.Image:
+    """Open an image from a path or encoded bytes and decode its first frame (or frame ``frame``, from 0: a TIFF's
+    pages).
 
     Images over ``MAX_PIXELS`` are refused from their header (a decompression bomb cannot allocate)."""
     with _OPENING, warnings.catch_warnings():  # the warning filters are global: one thread at a time
@@ -48,13 +49,18 @@ def load_image(source: str | Path | bytes) -> Image.Image:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             limit = MAX_PIXELS // 1_000_000
             raise ImageRefused(f"image too large to decode safely (over {limit} megapixels)") from None
+    try:
+        image.seek(frame)  # multi-frame GIF/TIFF/WebP: the first frame unless asked
+    except EOFError:
+        frames = getattr(image, "n_frames", 1)
+        image.close()
+        raise ValueError(f"the image has no page {frame + 1} (it has {frames})") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         image.close()
         raise ImageRefused(
             f"image too large to decode safely ({width}×{height}, over {MAX_PIXELS // 1_000_000} megapixels)"
         )
-    image.seek(0)  # multi-frame GIF/TIFF/WebP: the first frame
     image.load()
     return image
 
