@@ -132,6 +132,28 @@ def test_manifest_glob_and_parquet_inputs_name_outputs_alike(collection, tmp_pat
     assert [(i.key, i.data is not None) for i in items] == [("a/one", True), ("b/two", True)]
 
 
+def test_each_page_of_a_pdf_is_an_input_of_its_own_in_both_engines(tmp_path):
+    from htr.batch import BatchConfig, Counts, pending
+    from htr.batch.ray_engine import _parts, decode_images
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    pages = [render_line(text).convert("RGB") for text in ("one", "a second and longer page")]
+    pages[0].save(scans / "letter.pdf", save_all=True, append_images=pages[1:])
+    render_line("three").save(scans / "line.png")
+    result = batch(str(scans), "--output", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(outputs(tmp_path / "out")) == ["letter-page1.json", "letter-page2.json", "line.json"]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "summary.jsonl").read_text().splitlines()]
+    pdf = scans / "letter.pdf"
+    assert sorted(r["path"] for r in rows) == [f"{pdf}#page=1", f"{pdf}#page=2", str(scans / "line.png")]
+    assert all(r["status"] == "ok" for r in rows)
+    (part,) = _parts(pending(BatchConfig(inputs=str(scans), output=str(tmp_path / "ray")), Counts(), []))
+    decoded = decode_images({name: [row[name] for row in part] for name in part[0]})  # as a Ray task gets them
+    assert decoded["error"] == ["", "", ""] and decoded["page"] == [0, 1, -1]
+    assert decoded["image"][0].width < decoded["image"][1].width  # page 2 is its own page, not page 1 again
+
+
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'htr[ray]'): Ray tests skipped")

@@ -6,13 +6,15 @@
     htr batch pages.parquet --output read/                   # a column of image bytes or paths
     htr batch scans/ --output read/ --engine ray --actors 4  # the same job on Ray Data (RAY_ADDRESS: a cluster)
 
-Inputs: a folder (its images, in every subfolder), a glob pattern, a text manifest (one image path per line,
+Inputs: a folder (its images and PDFs, in every subfolder), a glob pattern, a text manifest (one image path per line,
 relative to the manifest's folder unless absolute) or a parquet file with an image column (``image``: bytes, or
 the Hugging Face ``{bytes, path}`` struct; or ``path``: file paths) and optionally a ``key``/``id`` column naming
 each row. Each image's output is ``OUTPUT/<its path relative to the input's folder, suffix replaced>`` (``.json``,
 or ``.xml`` for PAGE and ALTO), written atomically: a re-run skips every image whose output exists, so a killed run
-(even SIGKILL) loses at most the images being read, and re-running the same command finishes the job. Images that
-fail (broken, empty, too large) are retried by a re-run and never stop one.
+(even SIGKILL) loses at most the images being read, and re-running the same command finishes the job. Each page
+of a PDF (``pip install pypdfium2``) or of a multi-page TIFF is an image of its own: ``FILE_STEM-pageN`` in the
+output's name, ``FILE#page=N`` in the summary. Images that fail (broken, empty, too large) are retried by a re-run
+and never stop one.
 
 ``--shard I/N`` takes the inputs whose path hashes to I modulo N: N copies with I = 0..N-1 (a SLURM job array, a
 Kubernetes indexed job, GNU parallel) share the work with no coordinator and write to the same OUTPUT. The summary
@@ -95,9 +97,9 @@ def pending(cfg: BatchConfig, counts: Counts, listed: list[tuple[str, str]]) -> 
         if not in_shard(item.key, cfg.shard):
             continue
         target = output_path(out, item.key, cfg.format)
-        listed.append((item.source, str(target)))
+        listed.append((item.name, str(target)))
         if target in claimed:  # two inputs with one output name (scan.png and scan.jpg): the first keeps it
-            listed[-1] = (item.source, "")
+            listed[-1] = (item.name, "")
             continue
         claimed.add(target)
         if target.is_file() and target.stat().st_size > 0:

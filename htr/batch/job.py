@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from htr.atomic_file import atomic_write
-from htr.reading.preprocess import IMAGE_SUFFIXES, failure_reason, load_image
+from htr.reading.documents import READABLE_SUFFIXES, load_page, page_count
+from htr.reading.preprocess import failure_reason, load_image
 
 FORMATS = {"json": ".json", "page": ".xml", "alto": ".xml"}
 PARQUET_ROWS = 64  # rows of a parquet input read at a time
@@ -27,11 +28,18 @@ class BatchInputError(ValueError):
 @dataclass(frozen=True)
 class Item:
     """One image of the input: ``key`` (its path relative to the input: what its output is named after), where it is
-    (``source``, a file) or its bytes (``data``, from a parquet row)."""
+    (``source``, a file) or its bytes (``data``, from a parquet row); ``page``: which page of a file of several (a
+    PDF, a multi-page TIFF), from 0, else None."""
 
     key: str
     source: str
     data: bytes | None = None
+    page: int | None = None
+
+    @property
+    def name(self) -> str:
+        """What the summary calls it: its source, and the page of a file of several (``FILE#page=N``)."""
+        return self.source if self.page is None else f"{self.source}#page={self.page + 1}"
 
 
 @dataclass
@@ -79,7 +87,7 @@ def _files_under(folder: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            if Path(name).suffix.lower() in READABLE_SUFFIXES:
                 yield Path(root) / name
 
 
@@ -89,7 +97,18 @@ def _relative_items(paths: Iterable[str], root: Path) -> Iterator[Item]:
             key = Path(path).resolve().relative_to(root.resolve()).as_posix()
         except ValueError:  # outside the root (a manifest's absolute path elsewhere): its path from the top
             key = Path(path).resolve().as_posix().lstrip("/")
-        yield Item(key, str(path))
+        yield from _pages(Item(key, str(path)))
+
+
+def _pages(item: Item) -> Iterator[Item]:
+    """A file's item, or one item per page of a PDF or multi-page TIFF, keyed ``STEM-pageN`` (its output's name)."""
+    count = page_count(item.source) if Path(item.source).suffix.lower() in (".pdf", ".tif", ".tiff") else 1
+    if count == 1:
+        yield item
+        return
+    key = Path(item.key)
+    for page in range(count):
+        yield Item(key.with_name(f"{key.stem}-page{page + 1}{key.suffix}").as_posix(), item.source, page=page)
 
 
 def _parquet_items(path: Path) -> Iterator[Item]:
@@ -128,8 +147,8 @@ def iter_inputs(spec: str) -> Iterator[Item]:
         yield from _relative_items(map(str, _files_under(path)), path)
     elif path.is_file() and path.suffix.lower() == ".parquet":
         yield from _parquet_items(path)
-    elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-        yield Item(path.name, str(path))
+    elif path.is_file() and path.suffix.lower() in READABLE_SUFFIXES:
+        yield from _pages(Item(path.name, str(path)))
     elif path.is_file():  # a manifest: one path per line
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -175,8 +194,8 @@ def render(page, fmt: str) -> bytes:  # page: htr.reading.page_result.Page
 
 
 def decode(item: Item):  # -> PIL.Image.Image
-    """The item's image, decoded (refused from its header when too large)."""
-    return load_image(item.data if item.data is not None else item.source)
+    """The item's image, decoded (refused from its header when too large), or its page rendered."""
+    return load_image(item.data) if item.data is not None else load_page(item.source, item.page or 0)
 
 
 def why_failed(item: Item, error: Exception) -> str:
@@ -198,13 +217,13 @@ def read_item(recognizer, item: Item, image, target: Path, fmt: str, segment: st
         atomic_write(target, lambda f: f.write(data))
     except Exception as error:  # noqa: BLE001 - one image's failure is a row, never a stop
         return Row(
-            item.source,
+            item.name,
             str(target),
             "error",
             seconds=round(time.monotonic() - started, 3),
             error=why_failed(item, error),
         )
-    return Row(item.source, str(target), "ok", len(page.lines), round(page.confidence, 4),
+    return Row(item.name, str(target), "ok", len(page.lines), round(page.confidence, 4),
                round(time.monotonic() - started, 3))  # fmt: skip
 
 

@@ -26,16 +26,16 @@ DECODE_CPUS = 0.25  # each decoding task's share of a CPU: the actors hold the r
 def decode_images(batch: dict) -> dict:
     """Ray task: each row's image decoded (or the reason it could not be), beside its key, source and target."""
     images, errors = [], []
-    for key, source, data in zip(batch["key"], batch["source"], batch["data"]):
-        item = Item(key, source, data if data else None)
+    for key, source, data, page in zip(batch["key"], batch["source"], batch["data"], batch["page"]):
+        item = Item(key, source, data if data else None, page if page >= 0 else None)
         try:
             images.append(decode(item))
             errors.append("")
         except Exception as error:  # noqa: BLE001 - the reader turns it into an error row
             images.append(None)
             errors.append(why_failed(item, error))
-    return {"key": batch["key"], "source": batch["source"], "target": batch["target"], "image": images,
-            "error": errors}  # fmt: skip
+    return {"key": batch["key"], "source": batch["source"], "page": batch["page"], "target": batch["target"],
+            "image": images, "error": errors}  # fmt: skip
 
 
 class DecodingFailed(Exception):
@@ -55,13 +55,14 @@ class PageReader:
 
     def __call__(self, batch: dict) -> dict:
         rows = []
-        for key, source, target, image, error in zip(batch["key"], batch["source"], batch["target"],
-                                                     batch["image"], batch["error"]):  # fmt: skip
+        columns = ("key", "source", "page", "target", "image", "error")
+        for key, source, page, target, image, error in zip(*(batch[name] for name in columns)):
             started = time.monotonic()
             if error:
                 image = DecodingFailed(error)
-            rows.append(asdict(read_item(self.recognizer, Item(key, source), image, Path(target), self.cfg.format,
-                                         self.cfg.segment, started)))  # fmt: skip
+            item = Item(key, source, page=page if page >= 0 else None)
+            rows.append(asdict(read_item(self.recognizer, item, image, Path(target), self.cfg.format, self.cfg.segment,
+                                         started)))  # fmt: skip
         return {name: [row[name] for row in rows] for name in Row.__dataclass_fields__}
 
 
@@ -69,7 +70,8 @@ def _parts(todo: Iterable[tuple[Item, Path]]) -> Iterator[list[dict]]:
     part: list[dict] = []
     size = 0
     for item, target in todo:
-        part.append({"key": item.key, "source": item.source, "data": item.data or b"", "target": str(target)})
+        part.append({"key": item.key, "source": item.source, "data": item.data or b"",
+                     "page": -1 if item.page is None else item.page, "target": str(target)})  # fmt: skip
         size += len(item.data or b"")
         if len(part) == ITEMS_PER_PART or size >= BYTES_PER_PART:
             yield part
