@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from htr.atomic_file import atomic_write
-from htr.reading.documents import READABLE_SUFFIXES, load_page, page_count
+from htr.reading.documents import READABLE_SUFFIXES, load_page, page_count, page_name, page_stem
 from htr.reading.preprocess import failure_reason, load_image
 
 FORMATS = {"json": ".json", "page": ".xml", "alto": ".xml"}
@@ -39,7 +39,7 @@ class Item:
     @property
     def name(self) -> str:
         """What the summary calls it: its source, and the page of a file of several (``FILE#page=N``)."""
-        return self.source if self.page is None else f"{self.source}#page={self.page + 1}"
+        return self.source if self.page is None else page_name(self.source, self.page)
 
 
 @dataclass
@@ -102,13 +102,13 @@ def _relative_items(paths: Iterable[str], root: Path) -> Iterator[Item]:
 
 def _pages(item: Item) -> Iterator[Item]:
     """A file's item, or one item per page of a PDF or multi-page TIFF, keyed ``STEM-pageN`` (its output's name)."""
-    count = page_count(item.source) if Path(item.source).suffix.lower() in (".pdf", ".tif", ".tiff") else 1
+    count = page_count(item.source)
     if count == 1:
         yield item
         return
     key = Path(item.key)
     for page in range(count):
-        yield Item(key.with_name(f"{key.stem}-page{page + 1}{key.suffix}").as_posix(), item.source, page=page)
+        yield Item(key.with_name(page_stem(key.stem, page) + key.suffix).as_posix(), item.source, page=page)
 
 
 def _parquet_items(path: Path) -> Iterator[Item]:

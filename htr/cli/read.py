@@ -34,7 +34,7 @@ from htr.cli.options import (
     command_name,
     decoder_options,
 )
-from htr.reading.documents import READABLE_SUFFIXES, page_count
+from htr.reading.documents import READABLE_SUFFIXES, page_count, page_name, page_stem
 from htr.reading.preprocess import failure_reason
 
 CHUNK = 256  # images prepared and read together
@@ -125,13 +125,14 @@ def sources(files: list[str]) -> list[Source]:
     found = []
     for file in files:
         count = page_count(file)
-        found.extend(Source(file, i, f"{file}#page={i + 1}" if count > 1 else file) for i in range(count))
+        found.extend(Source(file, i, page_name(file, i) if count > 1 else file) for i in range(count))
     return found
 
 
 def xml_target(source: Source, args: argparse.Namespace) -> Path:
     """Where the PAGE/ALTO file of ``source`` goes: IMAGE_STEM.xml, or FILE_STEM-pageN.xml for a page of several."""
-    stem = Path(source.path).stem + (f"-page{source.index + 1}" if source.name != source.path else "")
+    stem = Path(source.path).stem
+    stem = page_stem(stem, source.index) if source.name != source.path else stem
     return Path(args.output_dir or Path(source.path).parent) / (stem + ".xml")
 
 

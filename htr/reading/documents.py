@@ -20,6 +20,16 @@ PDF_DPI = 300  # a PDF page is rendered at this resolution (scans are usually ma
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe: one call at a time, whatever the document
 
 
+def page_name(path: str, index: int) -> str:
+    """What page ``index`` (from 0) of a file of several is called in outputs and messages: ``path#page=N``."""
+    return f"{path}#page={index + 1}"
+
+
+def page_stem(stem: str, index: int) -> str:
+    """The output file name (without suffix) of page ``index`` of a file of several: ``stem-pageN``."""
+    return f"{stem}-page{index + 1}"
+
+
 def is_pdf(path: str | Path) -> bool:
     return Path(path).suffix.lower() == PDF_SUFFIX
 
