@@ -198,11 +198,13 @@ def test_ray_finishes_when_an_actor_is_killed(ray_local, tmp_path):
         old.unlink()
     killed: list[int] = []
 
+    def actor_pid() -> int | None:  # a file the actor has created may not hold its pid yet
+        return next((int(text) for path in ray_local.glob("*.pid") if (text := path.read_text().strip())), None)
+
     def kill_one_actor() -> None:
         deadline = time.monotonic() + 300
-        while not list(ray_local.iterdir()) and time.monotonic() < deadline:
+        while (pid := actor_pid()) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        pid = int(next(ray_local.iterdir()).read_text())
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 
