@@ -81,7 +81,8 @@ def _load_tsv_folder(root: Path) -> datasets.DatasetDict:
 
 def _load_layout_folder(root: Path, files: list[Path], lines_kept: str = "text") -> datasets.DatasetDict | None:
     """PAGE XML / ALTO files and their images (`htr.pages.page_xml.find_image`): each text line with text becomes a
-    sample, cut out by its polygon (`htr.pages.page_xml.cut_line`), grouped by page (a page is never split between
+    sample, cut out by its polygon (`htr.pages.page_xml.cut_line`; a line drawn as a baseline alone at the page's
+    line height, `htr.pages.page_xml.widen_baseline_only_lines`), grouped by page (a page is never split between
     train and validation). Lines without text are skipped and counted; an XML file that cannot be read or whose
     image is missing or broken is skipped with a warning naming it. None when no file is PAGE or ALTO.
     ``lines_kept``: "untranscribed" keeps the lines without text instead (for self-training), "all" every line."""
@@ -89,7 +90,7 @@ def _load_layout_folder(root: Path, files: list[Path], lines_kept: str = "text")
     from htr.reading.preprocess import to_grayscale
 
     images, texts, groups = [], [], []
-    layout_files = pages = without_text = 0
+    layout_files = pages = without_text = from_baselines = 0
     unreadable: list[str] = []  # pages with text whose image is missing or broken
     for xml_path in tqdm(files, desc=f"cutting lines from {root.name}", leave=False):
         try:
@@ -129,6 +130,7 @@ def _load_layout_folder(root: Path, files: list[Path], lines_kept: str = "text")
             Image.fromarray(crop).save(buffer, format="PNG")
             images.append({"bytes": buffer.getvalue(), "path": None})
             texts.append(line.text if lines_kept == "text" else "")
+            from_baselines += line.from_baseline
             groups.append(str(xml_path.relative_to(root)))
         pages += 1
     if not layout_files:
@@ -136,6 +138,9 @@ def _load_layout_folder(root: Path, files: list[Path], lines_kept: str = "text")
     skipped = {"text": "without text or outside the image", "untranscribed": "with text or outside the image",
                "all": "outside the image"}[lines_kept]  # fmt: skip
     log.info("%s: %d lines from %d pages (%d lines %s skipped)", root, len(texts), pages, without_text, skipped)
+    if from_baselines:
+        log.info("%s: %d lines drawn as a baseline alone (a thin band along it) cut out at the page's line height",
+                 root, from_baselines)  # fmt: skip
     table = datasets.Dataset.from_dict({"image": images, "text": texts, "group": groups})
     table = table.cast_column("image", datasets.Image(decode=False))
     if lines_kept != "text":

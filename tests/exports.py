@@ -53,19 +53,20 @@ def page_of_lines(texts: list[str]) -> tuple[Image.Image, list]:
     return compose_page([render_line(t, paper=255) for t in texts], np.random.default_rng(len(texts)), gap=(20, 30))
 
 
-def transkribus_2013_page(image: str, size: tuple[int, int], lines: list[tuple[list, str, int]]) -> str:
+def transkribus_2013_page(image: str, size: tuple[int, int], lines: list[tuple]) -> str:
     """A PAGE file as Transkribus exported the shared letters: the 2013 namespace, its metadata, regions and lines
     ordered by ``custom="readingOrder {index:N;}"`` (lines written here out of that order), ``<Unicode></Unicode>``
-    for lines nobody transcribed."""
+    for lines nobody transcribed. ``lines``: (polygon, text, index) or (polygon, text, index, baseline); without
+    one, the baseline runs 4 px above the polygon's bottom."""
     from xml.sax.saxutils import escape
 
     points = lambda ps: " ".join(f"{round(x)},{round(y)}" for x, y in ps)  # noqa: E731
     body = ""
-    for polygon, text, index in lines:
+    for polygon, text, index, *given in lines:
         ys = [y for _, y in polygon]
+        baseline = given[0] if given else [(polygon[0][0], max(ys) - 4), (polygon[1][0], max(ys) - 4)]
         body += (f'<TextLine id="r1l{index}" custom="readingOrder {{index:{index};}}">'
-                 f'<Coords points="{points(polygon)}"/>'
-                 f'<Baseline points="{polygon[0][0]},{max(ys) - 4} {polygon[1][0]},{max(ys) - 4}"/>'
+                 f'<Coords points="{points(polygon)}"/><Baseline points="{points(baseline)}"/>'
                  f"<TextEquiv><Unicode>{escape(text)}</Unicode></TextEquiv></TextLine>")  # fmt: skip
     ns = "http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15"
     return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><PcGts xmlns="{ns}" '

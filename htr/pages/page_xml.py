@@ -5,13 +5,16 @@ baseline and text (PAGE: ``TextEquiv/Unicode`` of the line; ALTO: its ``String@C
 PAGE's reading order: regions in the order of its ``ReadingOrder`` when it has one, else by Transkribus'
 ``custom="readingOrder {index:N;}"`` when every region has one, else as written; a region's lines by that
 ``custom`` index when every line has one, else as written. A line without a polygon gets its ALTO box
-(``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. `find_image` finds the page's image the way those exports lay
-them out; `cut_line` cuts a line out of it for training.
+(``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. A line drawn as a baseline alone, whose polygon is only a thin band
+along that baseline (what Transkribus writes for it), gets a polygon of the page's usual extent above and below its
+baseline instead (`widen_baseline_only_lines`), so that what is cut out of it holds its words. `find_image` finds
+the page's image the way those exports lay them out; `cut_line` cuts a line out of it for training.
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,7 @@ import numpy as np
 
 Point = tuple[float, float]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")  # the page images such exports hold
+THIN_LINE = 0.4  # a line thinner than this share of its page's usual line thickness is thin
 
 
 @dataclass
@@ -27,6 +31,7 @@ class TextLine:
     polygon: list[Point]
     baseline: list[Point] = field(default_factory=list)
     text: str = ""
+    from_baseline: bool = False  # its polygon was made from its baseline (`widen_baseline_only_lines`)
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -133,6 +138,50 @@ def _read_page(root: ET.Element) -> PageFile:
     return PageFile(page.get("imageFilename"), size, lines)
 
 
+def _thickness(polygon: list[Point]) -> float:
+    """A polygon's mean height: its area over its width (shoelace formula)."""
+    xs, ys = np.array([p[0] for p in polygon]), np.array([p[1] for p in polygon])
+    area = 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+    return area / max(1.0, float(xs.max() - xs.min()))
+
+
+def _along_baseline(line: TextLine) -> bool:
+    """Whether half the polygon's points or more are points of the line's baseline."""
+    points = set(line.polygon)
+    return len(line.baseline) >= 2 and len(points & set(line.baseline)) >= len(points) / 2
+
+
+def widen_baseline_only_lines(lines: list[TextLine]) -> list[TextLine]:
+    """The page's lines, each line drawn as a baseline alone given a polygon of the page's usual extent above and
+    below its baseline (the medians of its other lines with baselines): a line is taken for one when its polygon
+    runs along its baseline (half its points are baseline points) and is thinner than ``THIN_LINE`` of the page's
+    usual line (the larger of the median line thickness and 0.7 of the median distance between baselines). Lines
+    stay as they are where the page has no other line to take the extent from."""
+    with_baseline = [line for line in lines if len(line.baseline) >= 2]
+    if len(with_baseline) < 2:
+        return lines
+    usual = statistics.median(_thickness(line.polygon) for line in with_baseline)
+    levels = sorted(statistics.median(y for _, y in line.baseline) for line in with_baseline)
+    steps = [b - a for a, b in zip(levels, levels[1:]) if b > a]
+    usual = max(usual, 0.7 * statistics.median(steps)) if steps else usual
+    thin = {id(line) for line in with_baseline
+            if _along_baseline(line) and _thickness(line.polygon) < THIN_LINE * usual}  # fmt: skip
+    others = [line for line in with_baseline if id(line) not in thin]
+    if not thin or not others:
+        return lines
+    levels = [statistics.median(y for _, y in line.baseline) for line in others]
+    above = statistics.median(level - min(y for _, y in line.polygon) for level, line in zip(levels, others))
+    below = statistics.median(max(y for _, y in line.polygon) - level for level, line in zip(levels, others))
+    widened = []
+    for line in lines:
+        if id(line) in thin:
+            polygon = [(x, max(0.0, y - above)) for x, y in line.baseline]
+            polygon += [(x, y + below) for x, y in reversed(line.baseline)]
+            line = TextLine(polygon, line.baseline, line.text, from_baseline=True)
+        widened.append(line)
+    return widened
+
+
 def read_page(path: str | Path) -> PageFile:
     """The text lines of a PAGE XML or ALTO file (told apart by the root element). Raises ``NotLayoutFile``
     for other XML (a METS file, Transkribus' ``metadata.xml``) and ``xml.etree.ElementTree.ParseError`` for
@@ -141,7 +190,9 @@ def read_page(path: str | Path) -> PageFile:
     kind = _local(root.tag)
     if kind not in ("alto", "PcGts"):
         raise NotLayoutFile(f"{path}: <{kind}> is neither PAGE XML (PcGts) nor ALTO")
-    return _read_alto(root) if kind == "alto" else _read_page(root)
+    page = _read_alto(root) if kind == "alto" else _read_page(root)
+    page.lines = widen_baseline_only_lines(page.lines)
+    return page
 
 
 class NotLayoutFile(ValueError):
