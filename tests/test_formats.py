@@ -345,3 +345,44 @@ def test_a_line_drawn_as_a_baseline_alone_is_cut_out_at_the_pages_line_height(tm
         crops = [decode_row_image(row["image"]) for row in load_splits(str(export), carve=False)["train"]]
     assert abs(crops[1].height - crops[0].height) <= 2  # not the 13 px band the file states
     assert "1 lines drawn as a baseline alone" in caplog.text  # the loader says so
+
+
+@pytest.mark.parametrize("shape", ["transkribus", "page-2019"])
+def test_the_lines_of_a_table_are_read_cell_by_cell_in_the_tables_place(shape, tmp_path):
+    """A register exported from Transkribus holds its lines in table cells (TableRegion > TableCell > TextLine;
+    PAGE 2019: TableRegion > TextRegion with a TableCellRole): they are lines like any other, in the table's place
+    in the reading order, row by row, left to right, whatever order the file writes the cells in."""
+    from htr.data import load_splits
+    from htr.pages.page_xml import read_page
+
+    texts = ["Register of plants", "Name", "Place", "Hooker", "Kew", "signed"]
+    image, boxes = page_of_lines(texts)
+    image.convert("L").save(tmp_path / "register.jpg")
+
+    def line(k: int) -> str:
+        a, b, c, d = boxes[k]
+        return (f'<TextLine id="l{k}"><Coords points="{a},{b} {c - 1},{b} {c - 1},{d - 1} {a},{d - 1}"/>'
+                f"<TextEquiv><Unicode>{texts[k]}</Unicode></TextEquiv></TextLine>")  # fmt: skip
+
+    def cell(k: int, row: int, column: int) -> str:
+        coords = '<Coords points="0,0 9,0 9,9"/>'
+        if shape == "transkribus":
+            return f'<TableCell row="{row}" col="{column}" id="c{k}">{coords}{line(k)}</TableCell>'
+        return (f'<TextRegion id="c{k}">{coords}<Roles><TableCellRole rowIndex="{row}" columnIndex="{column}"/>'
+                f"</Roles>{line(k)}</TextRegion>")  # fmt: skip
+
+    ns = ("http://schema.primaresearch.org/PAGE/gts/pagecontent/2013-07-15" if shape == "transkribus" else
+          "http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15")  # fmt: skip
+    order = "".join(f'<RegionRefIndexed index="{k}" regionRef="{r}"/>' for k, r in enumerate(["r1", "t1", "r2"]))
+    cells = cell(4, 1, 1) + cell(1, 0, 0) + cell(3, 1, 0) + cell(2, 0, 1)  # written out of order
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?><PcGts xmlns="{ns}"><Metadata><Creator>Transkribus</Creator>'
+           "</Metadata>"
+           f'<Page imageFilename="register.jpg" imageWidth="{image.width}" imageHeight="{image.height}">'
+           f'<ReadingOrder><OrderedGroup id="ro">{order}</OrderedGroup></ReadingOrder>'
+           f'<TextRegion id="r2"><Coords points="0,0 9,0 9,9"/>{line(5)}</TextRegion>'
+           f'<TableRegion id="t1"><Coords points="0,0 9,0 9,9"/>{cells}</TableRegion>'
+           f'<TextRegion id="r1"><Coords points="0,0 9,0 9,9"/>{line(0)}</TextRegion></Page></PcGts>')  # fmt: skip
+    (tmp_path / "register.xml").write_text(xml, encoding="utf-8")
+
+    assert [line.text for line in read_page(tmp_path / "register.xml").lines] == texts
+    assert load_splits(str(tmp_path), carve=False)["train"]["text"] == texts  # all of them trained on

@@ -4,7 +4,8 @@
 baseline and text (PAGE: ``TextEquiv/Unicode`` of the line; ALTO: its ``String@CONTENT`` joined with spaces).
 PAGE's reading order: regions in the order of its ``ReadingOrder`` when it has one, else by Transkribus'
 ``custom="readingOrder {index:N;}"`` when every region has one, else as written; a region's lines by that
-``custom`` index when every line has one, else as written. A line without a polygon gets its ALTO box
+``custom`` index when every line has one, else as written; the lines of a Transkribus table (``TableRegion`` of
+``TableCell`` elements) in the table's place, cell by cell, row by row. A line without a polygon gets its ALTO box
 (``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. A line drawn as a baseline alone, whose polygon is only a thin band
 along that baseline (what Transkribus writes for it), gets a polygon of the page's usual extent above and below its
 baseline instead (`widen_baseline_only_lines`), so that what is cut out of it holds its words. `find_image` finds
@@ -121,19 +122,46 @@ def _page_line(element: ET.Element) -> TextLine | None:
     return TextLine(polygon, _page_points(baseline.get("points")) if baseline is not None else [], text.strip())
 
 
+def _cell_position(cell: ET.Element) -> tuple[int, int]:
+    """A table cell's (row, column): Transkribus' ``TableCell`` attributes or PAGE 2019's ``TableCellRole``;
+    (0, 0) for a region that is no cell."""
+    roles = [e for child in cell if _local(child.tag) == "Roles" for e in child if _local(e.tag) == "TableCellRole"]
+    role = roles[0] if roles else None
+    row = role.get("rowIndex") if role is not None else cell.get("row")
+    column = role.get("columnIndex") if role is not None else cell.get("col")
+    try:
+        return int(row or 0), int(column or 0)
+    except ValueError:
+        return 0, 0
+
+
+def _regions_in_order(page: ET.Element) -> list[ET.Element]:
+    """The page's text regions and table cells (Transkribus: ``TableRegion`` > ``TableCell`` > ``TextLine``; PAGE
+    2019: ``TableRegion`` > ``TextRegion``) in reading order: by the page's ``ReadingOrder``, else by Transkribus'
+    ``custom`` index when every one has one, else as written; a cell the order does not name takes its table's
+    place, the cells of a table row by row, left to right."""
+    regions = [e for e in page.iter() if _local(e.tag) in ("TextRegion", "TableCell")]
+    table_of = {cell: table for table in page.iter() if _local(table.tag) == "TableRegion"
+                for cell in table.iter() if _local(cell.tag) in ("TextRegion", "TableCell")}  # fmt: skip
+    order = _region_order(page)
+    anchors = [region if region.get("id") in order else table_of.get(region, region) for region in regions]
+    if order:
+        place = [order.get(anchor.get("id"), len(order)) for anchor in anchors]
+    else:
+        by_custom = _custom_order(list(dict.fromkeys(anchors)))
+        place = [by_custom.index(anchor) for anchor in anchors]  # as written when not every one has an index
+    ranked = sorted(range(len(regions)), key=lambda k: (place[k], _cell_position(regions[k]), k))
+    return [regions[k] for k in ranked]
+
+
 def _read_page(root: ET.Element) -> PageFile:
     page = next((e for e in root.iter() if _local(e.tag) == "Page"), None)
     if page is None:
         return PageFile(None, None, [])
     size = (int(page.get("imageWidth")), int(page.get("imageHeight"))) if page.get("imageWidth") else None
-    order = _region_order(page)
-    regions = [e for e in page.iter() if _local(e.tag) == "TextRegion"]
-    if not order:
-        regions = _custom_order(regions)
-    ranked = sorted(range(len(regions)), key=lambda k: (order.get(regions[k].get("id"), len(order)), k))
     lines = []
-    for k in ranked:  # a region's own lines (not those of regions nested in it, which come on their own)
-        own = _custom_order([e for e in regions[k] if _local(e.tag) == "TextLine"])
+    for region in _regions_in_order(page):  # its own lines (not those of regions nested in it: they come on their own)
+        own = _custom_order([e for e in region if _local(e.tag) == "TextLine"])
         lines += [line for e in own if (line := _page_line(e))]
     return PageFile(page.get("imageFilename"), size, lines)
 
