@@ -229,7 +229,7 @@ def run(args) -> int:
     inputs = json.dumps(
         [args.pages, args.composed, args.composed_pages, args.seed, INPUT_SIDE, END_SHARE]
         + ([args.composed_letters] if args.composed_letters else [])
-        + ["baseline-only lines widened"]  # page_xml.widen_baseline_only_lines changed the targets of such pages
+        + ["baseline-only lines: the line thickness"]  # page_xml.widen_baseline_only_lines changes their targets
     )
     key = hashlib.sha1(inputs.encode()).hexdigest()[:10]  # another geometry or other pages: prepared anew
     cache = output.with_name(f"{output.stem}.pages-{key}.npz")

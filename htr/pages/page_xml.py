@@ -180,11 +180,13 @@ def _along_baseline(line: TextLine) -> bool:
 
 
 def widen_baseline_only_lines(lines: list[TextLine]) -> list[TextLine]:
-    """The page's lines, each line drawn as a baseline alone given a polygon of the page's usual extent above and
-    below its baseline (the medians of its other lines with baselines): a line is taken for one when its polygon
-    runs along its baseline (half its points are baseline points) and is thinner than ``THIN_LINE`` of the page's
-    usual line (the larger of the median line thickness and 0.7 of the median distance between baselines). Lines
-    stay as they are where the page has no other line to take the extent from."""
+    """The page's lines, each line drawn as a baseline alone given a band along its baseline as high as the page's
+    other lines are on average (the median of their area over their width; a band as high as their peaks would take
+    in the neighbouring lines' strokes: the shipped reader read the letters' 344 such training lines at 41% CER
+    greedy that way, 29% this way), split above and below the baseline as their extents are (medians). A line is
+    taken for one when its polygon runs along its baseline (half its points are baseline points) and is thinner
+    than ``THIN_LINE`` of the page's usual line (the larger of the median line thickness and 0.7 of the median
+    distance between baselines). Lines stay as they are where the page has no other line to measure."""
     with_baseline = [line for line in lines if len(line.baseline) >= 2]
     if len(with_baseline) < 2:
         return lines
@@ -200,6 +202,8 @@ def widen_baseline_only_lines(lines: list[TextLine]) -> list[TextLine]:
     levels = [statistics.median(y for _, y in line.baseline) for line in others]
     above = statistics.median(level - min(y for _, y in line.polygon) for level, line in zip(levels, others))
     below = statistics.median(max(y for _, y in line.polygon) - level for level, line in zip(levels, others))
+    height = statistics.median(_thickness(line.polygon) for line in others)
+    above, below = height * above / max(1e-6, above + below), height * below / max(1e-6, above + below)
     widened = []
     for line in lines:
         if id(line) in thin:
