@@ -1,4 +1,5 @@
-"""A local web page to try the recognizer: upload a photo or scan of a line or a page, or write a line by hand.
+"""A local web page to try the recognizer: upload a photo or scan of a line or a page (or a PDF or multi-page TIFF,
+read a page at a time), or write a line by hand.
 
     pip install -r requirements-demo.txt
     python -m htr.demo                      # http://127.0.0.1:7860
@@ -55,11 +56,11 @@ class DemoReader:
         self.output = Path(tempfile.mkdtemp(prefix="htr-demo-"))
         self.count = 0
 
-    def read(self, image: Image.Image, decoder: str = next(iter(DECODERS))) -> DemoResult:
+    def read(self, image: Image.Image, decoder: str = next(iter(DECODERS)), name: str = "image.png") -> DemoResult:
+        """Read an image (a line or a page); ``name`` is the source its JSON, PAGE and ALTO files name."""
         from htr.pages.page_export import WRITERS
 
         image = on_white(image)
-        name = "image.png"
         page = self.recognizer.read_page(image, decoder=self.decoders[decoder], source=name)
         annotated = image.copy()
         draw = ImageDraw.Draw(annotated)
@@ -87,6 +88,24 @@ class DemoReader:
                    f"{'s' if unsure != 1 else ''} below {UNSURE:.0%} confidence marked")  # fmt: skip
         return DemoResult(page.text, annotated, words, [str(f) for f in files], summary)
 
+    def read_document(self, path: str | Path, number: int, decoder: str = next(iter(DECODERS))) -> DemoResult:
+        """Read page ``number`` (from 1) of a PDF or multi-page TIFF (any other image is one page). Raises
+        ValueError with a one-line reason: no such page, a file that cannot be read, pypdfium2 missing for a PDF."""
+        from htr.reading.documents import load_page, page_count, page_name
+
+        pages = page_count(path)
+        if not 1 <= number <= pages:
+            raise ValueError(f"{Path(path).name} has {pages} page{'s' if pages != 1 else ''}: choose 1 to {pages}")
+        try:
+            image = load_page(path, number - 1)
+        except ImportError as error:  # pypdfium2, for a PDF
+            raise ValueError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - whatever the decoder says, in one line
+            raise ValueError(f"cannot read {Path(path).name}: {error}".splitlines()[0]) from None
+        result = self.read(image, decoder, name=page_name(Path(path).name, number - 1))
+        result.summary = f"Page {number} of {pages}: {result.summary}"
+        return result
+
 
 def build_app(reader: DemoReader):  # -> gradio.Blocks
     """The page: an upload tab and a drawing tab, a decoder choice, and the results."""
@@ -98,6 +117,15 @@ def build_app(reader: DemoReader):  # -> gradio.Blocks
         result = reader.read(image, decoder)
         return result.text, result.annotated, result.words, result.files, result.summary
 
+    def run_document(path, number, decoder):
+        if not path:
+            raise gr.Error("Upload a PDF or a multi-page TIFF first.")
+        try:
+            result = reader.read_document(path, int(number or 1), decoder)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        return result.text, result.annotated, result.words, result.files, result.summary
+
     def run_sketch(sketch, decoder):
         image = sketch.get("composite") if isinstance(sketch, dict) else sketch
         if image is None or not image.getbbox():
@@ -105,14 +133,19 @@ def build_app(reader: DemoReader):  # -> gradio.Blocks
         return run(image, decoder)
 
     with gr.Blocks(title="Handwritten text recognition", analytics_enabled=False) as app:
-        gr.Markdown("# Handwritten text recognition\nUpload a photo or scan of a handwritten line or page, or write "
-                    "a line with mouse, pen or finger.")  # fmt: skip
+        gr.Markdown("# Handwritten text recognition\nUpload a photo or scan of a handwritten line or page (or a PDF, "
+                    "a page at a time), or write a line with mouse, pen or finger.")  # fmt: skip
         decoder = gr.Radio(list(DECODERS), value=next(iter(DECODERS)), label="Decoder")
         with gr.Tabs():
             with gr.Tab("Upload", id="upload"):
                 upload = gr.Image(type="pil", label="Line or page image", sources=["upload", "clipboard"],
                                   elem_id="upload")  # fmt: skip
                 read_upload = gr.Button("Read", variant="primary", elem_id="read-upload")
+            with gr.Tab("Document", id="document"):
+                document = gr.File(label="PDF or multi-page TIFF", file_types=[".pdf", ".tif", ".tiff"],
+                                   type="filepath", elem_id="document")  # fmt: skip
+                number = gr.Number(label="Page", value=1, precision=0, minimum=1, elem_id="page-number")
+                read_document = gr.Button("Read the page", variant="primary", elem_id="read-document")
             with gr.Tab("Write", id="write"):
                 brush = gr.Brush(default_size=6, colors=["#000000"], color_mode="fixed")
                 sketch = gr.Sketchpad(type="pil", label="Write one line (pick the brush first)", brush=brush,
@@ -126,6 +159,7 @@ def build_app(reader: DemoReader):  # -> gradio.Blocks
         files = gr.File(label="Download: JSON, PAGE XML, ALTO", file_count="multiple", elem_id="files")
         outputs = [text, annotated, words, files, summary]
         read_upload.click(run, [upload, decoder], outputs)
+        read_document.click(run_document, [document, number, decoder], outputs)
         read_sketch.click(run_sketch, [sketch, decoder], outputs)
     return app
 

@@ -1,4 +1,5 @@
-"""The browser demo (python -m htr.demo) driven in headless Chromium with Playwright: upload a line, draw a line.
+"""The browser demo (python -m htr.demo) driven in headless Chromium with Playwright: upload a line, read a PDF's
+page, draw a line.
 
 Needs ``requirements-demo.txt``, Playwright and a Chromium (Debian's ``chromium`` package; CI installs both).
 Without a browser, skip it explicitly: ``python -m pytest -m "not browser"``. ``HTR_DEMO_SCREENSHOTS=DIR`` also
@@ -97,6 +98,21 @@ def test_uploaded_line_is_read_with_boxes_and_downloads(page):
     names = page.locator("#files").inner_text().replace("\n", "")
     assert ".json" in names and ".page.xml" in names and ".alto.xml" in names
     screenshot(page, "demo_upload.png")
+
+
+def test_a_chosen_page_of_an_uploaded_pdf_is_read(page, tmp_path):
+    from PIL import Image
+
+    pytest.importorskip("pypdfium2", reason="PDF pages need pypdfium2 (requirements-demo.txt)")
+    first, second = (Image.open(ROOT / "examples" / name).convert("L") for name in ("line2.png", "line1.png"))
+    first.save(tmp_path / "letter.pdf", save_all=True, append_images=[second], resolution=300)
+    page.get_by_role("tab", name="Document").click()
+    page.locator("#document input[type=file]").set_input_files(str(tmp_path / "letter.pdf"))
+    page.locator("#page-number input").fill("2")
+    page.locator("#read-document").click()
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('read')", timeout=120_000)
+    assert "Page 2 of 2: 1 line read" in page.locator("#summary").inner_text()
+    assert page.locator("#text textarea").input_value() == "Meet me at the station at half past nine."
 
 
 # Pen strokes of a few letters, as polylines in x-height units (y up from the baseline), and each letter's advance:

@@ -2,6 +2,7 @@
 pypdfium2 is missing or the file is broken."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +47,23 @@ def test_without_pypdfium2_a_pdf_names_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install pypdfium2"):
         load_page(tmp_path / "page.pdf")
     assert page_count(tmp_path / "page.pdf") == 1
+
+
+def test_the_demo_reads_the_chosen_page_of_a_pdf_and_names_a_missing_one(tmp_path):
+    """The demo's Document tab: page N of a PDF is read like an uploaded image, its files name ``FILE#page=N``; a
+    page the file lacks or a broken file is one line (the page shows it as an error)."""
+    from htr.demo import DemoReader
+
+    root = Path(__file__).resolve().parents[1]
+    first, second = (Image.open(root / "examples" / name).convert("L") for name in ("line2.png", "line1.png"))
+    first.save(tmp_path / "letter.pdf", save_all=True, append_images=[second], resolution=300)  # drawn 1:1 again
+    reader = DemoReader(root / "handwriting_recognizer_best.pth", device="cpu")
+    result = reader.read_document(tmp_path / "letter.pdf", 2)
+    assert result.text == "Meet me at the station at half past nine."
+    assert result.summary.startswith("Page 2 of 2: 1 line read")
+    assert '"letter.pdf#page=2"' in Path(result.files[0]).read_text()  # the JSON names the page it read
+    with pytest.raises(ValueError, match="letter.pdf has 2 pages: choose 1 to 2"):
+        reader.read_document(tmp_path / "letter.pdf", 3)
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 and nothing else")
+    with pytest.raises(ValueError, match="^cannot read broken.pdf: "):
+        reader.read_document(tmp_path / "broken.pdf", 1)
