@@ -360,6 +360,35 @@ def test_a_line_drawn_as_a_baseline_alone_is_cut_out_at_the_pages_line_height(tm
     assert "1 lines drawn as a baseline alone" in caplog.text  # the loader says so
 
 
+def test_a_line_with_a_baseline_and_no_polygon_is_read_where_the_page_has_lines_to_measure(tmp_path):
+    """kraken writes a line without a boundary as a TextLine with a Baseline and no Coords: it is cut out as a band
+    along its baseline like a Transkribus baseline-only line, and so is a line whose polygon has no area; on a page
+    with no line to measure it is left out, as a line without a polygon always was."""
+    from htr.pages.page_xml import read_page
+
+    def line(k: int, coords: bool | str) -> str:
+        top, base = 100 * k + 10, 100 * k + 60
+        shape = f'<Coords points="10,{top} 500,{top} 500,{base + 20} 10,{base + 20}"/>' if coords else ""
+        if coords == "no area":  # a polygon that goes and comes back on itself (seen in lectaurep-repertoires)
+            shape = f'<Coords points="10,{top} 500,{top - 5} 10,{top}"/>'
+        return (f'<TextLine id="l{k}">{shape}<Baseline points="10,{base} 250,{base} 500,{base}"/>'
+                f"<TextEquiv><Unicode>line {k}</Unicode></TextEquiv></TextLine>")  # fmt: skip
+
+    def page(lines: str) -> str:
+        return (f'<PcGts xmlns="http://schema.primaresearch.org/PAGE/gts/pagecontent/2019-07-15"><Page '
+                f'imageFilename="p.png" imageWidth="600" imageHeight="600"><TextRegion id="r"><Coords '
+                f'points="0,0 599,0 599,599"/>{lines}</TextRegion></Page></PcGts>')  # fmt: skip
+
+    (tmp_path / "mixed.xml").write_text(page(line(0, True) + line(1, False) + line(2, True) + line(3, "no area")))
+    lines = read_page(tmp_path / "mixed.xml").lines
+    assert [(line.text, line.from_baseline) for line in lines] == [("line 0", False), ("line 1", True),
+                                                                    ("line 2", False), ("line 3", True)]  # fmt: skip
+    assert lines[1].box == (10, 110, 501, 181)  # 50 px above its baseline and 20 below, as the others
+    assert lines[3].box == (10, 310, 501, 381)
+    (tmp_path / "bare.xml").write_text(page(line(0, False) + line(1, False)))
+    assert read_page(tmp_path / "bare.xml").lines == []
+
+
 @pytest.mark.parametrize("shape", ["transkribus", "page-2019"])
 def test_the_lines_of_a_table_are_read_cell_by_cell_in_the_tables_place(shape, tmp_path):
     """A register exported from Transkribus holds its lines in table cells (TableRegion > TableCell > TextLine;

@@ -8,8 +8,10 @@ PAGE's reading order: regions in the order of its ``ReadingOrder`` when it has o
 ``TableCell`` elements) in the table's place, cell by cell, row by row. A line without a polygon gets its ALTO box
 (``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. A line drawn as a baseline alone, whose polygon is only a thin band
 along that baseline (what Transkribus writes for it), gets a polygon of the page's usual extent above and below its
-baseline instead (`widen_baseline_only_lines`), so that what is cut out of it holds its words. `find_image` finds
-the page's image the way those exports lay them out; `cut_line` cuts a line out of it for training.
+baseline instead (`widen_baseline_only_lines`), so that what is cut out of it holds its words; so does a line with a
+baseline and no polygon at all (kraken's PAGE for a line without a boundary) where the page has other lines to
+measure. `find_image` finds the page's image the way those exports lay them out; `cut_line` cuts a line out of it
+for training.
 """
 
 from __future__ import annotations
@@ -112,14 +114,16 @@ def _page_line(element: ET.Element) -> TextLine | None:
     children = {_local(e.tag): e for e in element}
     coords = children.get("Coords")
     polygon = _page_points(coords.get("points")) if coords is not None else []
+    baseline = _page_points(children["Baseline"].get("points")) if "Baseline" in children else []
     if len(polygon) < 3:
-        return None
-    baseline = children.get("Baseline")
+        if len(baseline) < 2:
+            return None
+        polygon = list(baseline)  # kraken writes a line without a boundary as its baseline alone: widened later
     unicode = None
     if "TextEquiv" in children:
         unicode = next((e for e in children["TextEquiv"] if _local(e.tag) == "Unicode"), None)
     text = (unicode.text or "") if unicode is not None else ""
-    return TextLine(polygon, _page_points(baseline.get("points")) if baseline is not None else [], text.strip())
+    return TextLine(polygon, baseline, text.strip())
 
 
 def _cell_position(cell: ET.Element) -> tuple[int, int]:
@@ -184,9 +188,9 @@ def widen_baseline_only_lines(lines: list[TextLine]) -> list[TextLine]:
     other lines are on average (the median of their area over their width; a band as high as their peaks would take
     in the neighbouring lines' strokes: the shipped reader read the letters' 344 such training lines at 41% CER
     greedy that way, 29% this way), split above and below the baseline as their extents are (medians). A line is
-    taken for one when its polygon runs along its baseline (half its points are baseline points) and is thinner
-    than ``THIN_LINE`` of the page's usual line (the larger of the median line thickness and 0.7 of the median
-    distance between baselines). Lines stay as they are where the page has no other line to measure."""
+    taken for one when its polygon runs along its baseline (half its points are baseline points) or has no area,
+    and is thinner than ``THIN_LINE`` of the page's usual line (the larger of the median line thickness and 0.7 of
+    the median distance between baselines). Lines stay as they are where the page has no other line to measure."""
     with_baseline = [line for line in lines if len(line.baseline) >= 2]
     if len(with_baseline) < 2:
         return lines
@@ -194,8 +198,8 @@ def widen_baseline_only_lines(lines: list[TextLine]) -> list[TextLine]:
     levels = sorted(statistics.median(y for _, y in line.baseline) for line in with_baseline)
     steps = [b - a for a, b in zip(levels, levels[1:]) if b > a]
     usual = max(usual, 0.7 * statistics.median(steps)) if steps else usual
-    thin = {id(line) for line in with_baseline
-            if _along_baseline(line) and _thickness(line.polygon) < THIN_LINE * usual}  # fmt: skip
+    thin = {id(line) for line in with_baseline if (_along_baseline(line) or _thickness(line.polygon) == 0)
+            and _thickness(line.polygon) < THIN_LINE * usual}  # fmt: skip
     others = [line for line in with_baseline if id(line) not in thin]
     if not thin or not others:
         return lines
@@ -223,7 +227,8 @@ def read_page(path: str | Path) -> PageFile:
     if kind not in ("alto", "PcGts"):
         raise NotLayoutFile(f"{path}: <{kind}> is neither PAGE XML (PcGts) nor ALTO")
     page = _read_alto(root) if kind == "alto" else _read_page(root)
-    page.lines = widen_baseline_only_lines(page.lines)
+    lines = widen_baseline_only_lines(page.lines)
+    page.lines = [line for line in lines if len(line.polygon) >= 3 and _thickness(line.polygon) > 0]  # not a stroke
     return page
 
 
