@@ -7,11 +7,11 @@ PAGE's reading order: regions in the order of its ``ReadingOrder`` when it has o
 ``custom`` index when every line has one, else as written; the lines of a Transkribus table (``TableRegion`` of
 ``TableCell`` elements) in the table's place, cell by cell, row by row. A line without a polygon gets its ALTO box
 (``HPOS``/``VPOS``/``WIDTH``/``HEIGHT``) as one. A line drawn as a baseline alone, whose polygon is only a thin band
-along that baseline (what Transkribus writes for it), gets a polygon of the page's usual extent above and below its
-baseline instead (`widen_baseline_only_lines`), so that what is cut out of it holds its words; so does a line with a
-baseline and no polygon at all (kraken's PAGE for a line without a boundary) where the page has other lines to
-measure. `find_image` finds the page's image the way those exports lay them out; `cut_line` cuts a line out of it
-for training.
+along that baseline (what Transkribus writes for it), gets a band along its baseline as high as the page's other
+lines are on average instead (`widen_baseline_only_lines`), so that what is cut out of it holds its words; so does
+a line with a baseline and no polygon at all (kraken's PAGE for a line without a boundary) where the page has other
+lines to measure. `find_image` finds the page's image the way those exports lay them out; `cut_line` cuts a line
+out of it for training.
 """
 
 from __future__ import annotations
