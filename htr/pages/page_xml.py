@@ -152,8 +152,8 @@ def _regions_in_order(page: ET.Element) -> list[ET.Element]:
     if order:
         place = [order.get(anchor.get("id"), len(order)) for anchor in anchors]
     else:
-        by_custom = _custom_order(list(dict.fromkeys(anchors)))
-        place = [by_custom.index(anchor) for anchor in anchors]  # as written when not every one has an index
+        position = {anchor: k for k, anchor in enumerate(_custom_order(list(dict.fromkeys(anchors))))}
+        place = [position[anchor] for anchor in anchors]  # as written when not every one has an index
     ranked = sorted(range(len(regions)), key=lambda k: (place[k], _cell_position(regions[k]), k))
     return [regions[k] for k in ranked]
 
@@ -194,19 +194,20 @@ def widen_baseline_only_lines(lines: list[TextLine]) -> list[TextLine]:
     with_baseline = [line for line in lines if len(line.baseline) >= 2]
     if len(with_baseline) < 2:
         return lines
-    usual = statistics.median(_thickness(line.polygon) for line in with_baseline)
-    levels = sorted(statistics.median(y for _, y in line.baseline) for line in with_baseline)
+    thickness = {id(line): _thickness(line.polygon) for line in with_baseline}
+    level = {id(line): statistics.median(y for _, y in line.baseline) for line in with_baseline}
+    usual = statistics.median(thickness.values())
+    levels = sorted(level.values())
     steps = [b - a for a, b in zip(levels, levels[1:]) if b > a]
     usual = max(usual, 0.7 * statistics.median(steps)) if steps else usual
-    thin = {id(line) for line in with_baseline if (_along_baseline(line) or _thickness(line.polygon) == 0)
-            and _thickness(line.polygon) < THIN_LINE * usual}  # fmt: skip
+    thin = {id(line) for line in with_baseline if (_along_baseline(line) or thickness[id(line)] == 0)
+            and thickness[id(line)] < THIN_LINE * usual}  # fmt: skip
     others = [line for line in with_baseline if id(line) not in thin]
     if not thin or not others:
         return lines
-    levels = [statistics.median(y for _, y in line.baseline) for line in others]
-    above = statistics.median(level - min(y for _, y in line.polygon) for level, line in zip(levels, others))
-    below = statistics.median(max(y for _, y in line.polygon) - level for level, line in zip(levels, others))
-    height = statistics.median(_thickness(line.polygon) for line in others)
+    above = statistics.median(level[id(line)] - min(y for _, y in line.polygon) for line in others)
+    below = statistics.median(max(y for _, y in line.polygon) - level[id(line)] for line in others)
+    height = statistics.median(thickness[id(line)] for line in others)
     above, below = height * above / max(1e-6, above + below), height * below / max(1e-6, above + below)
     widened = []
     for line in lines:
